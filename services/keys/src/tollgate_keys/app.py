@@ -1,0 +1,56 @@
+"""The keys service: organisations, users, memberships, API keys, sign-in and signup."""
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from tollgate_keys.admin.bootstrap import ensure_super_admin
+from tollgate_keys.admin.endpoints import router as admin_router
+from tollgate_keys.api_keys.endpoints import router as keys_router
+from tollgate_keys.api_keys.expiry import announce_expiries_forever
+from tollgate_keys.api_keys.internal_endpoints import router as internal_router
+from tollgate_keys.config import KeysSettings
+from tollgate_keys.events import SERVICE
+from tollgate_keys.members.endpoints import invitations_router
+from tollgate_keys.members.endpoints import router as members_router
+from tollgate_keys.organizations.endpoints import router as organization_router
+from tollgate_keys.signup.endpoints import router as signup_router
+from tollgate_keys.users.endpoints import auth_router, me_router
+from tollgate_shared.app import ServiceRuntime, create_service_app
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def create_app(settings: KeysSettings | None = None) -> FastAPI:
+    settings = settings or KeysSettings()  # type: ignore[call-arg]
+
+    async def on_startup(runtime: ServiceRuntime) -> None:
+        await ensure_super_admin(runtime.sessionmaker, settings)
+
+    def background(runtime: ServiceRuntime) -> list:  # type: ignore[type-arg]
+        return [
+            announce_expiries_forever(
+                runtime.sessionmaker, interval_seconds=settings.expiry_sweep_interval_seconds
+            )
+        ]
+
+    app = create_service_app(
+        service=SERVICE,
+        settings=settings,
+        description="Organisations, users, memberships and roles, API keys, sign-in and signup.",
+        routers=[
+            signup_router,
+            auth_router,
+            me_router,
+            organization_router,
+            members_router,
+            invitations_router,
+            keys_router,
+            admin_router,
+            internal_router,
+        ],
+        background=background,
+        on_startup=on_startup,
+    )
+    app.state.settings = settings
+    return app

@@ -1,0 +1,62 @@
+"""Named authorization dependencies for the keys service's endpoints."""
+
+from typing import Annotated
+
+from fastapi import Depends
+
+from tollgate_shared.errors import ForbiddenError, UnauthorizedError
+from tollgate_shared.identity import (
+    AnyIdentity,
+    Identity,
+    OrgIdentity,
+    ServiceIdentity,
+    read_identity,
+    require_org_identity,
+)
+
+
+def _org_admin(identity: OrgIdentity) -> Identity:
+    """An org_admin user, or an API key with the admin scope, of the caller's organisation."""
+    allowed = (
+        identity.has_role("org_admin")
+        if identity.principal_type == "user"
+        else identity.has_scope("admin")
+    )
+    if not allowed:
+        raise ForbiddenError("This needs the org_admin role (or an API key with the admin scope).")
+    return identity
+
+
+def _org_user(identity: OrgIdentity) -> Identity:
+    if identity.principal_type != "user":
+        raise ForbiddenError("This needs a signed-in user, not an API key.")
+    return identity
+
+
+def _key_reader(identity: OrgIdentity) -> Identity:
+    """Any member of the organisation, or an API key with the admin scope."""
+    if identity.principal_type == "key" and not identity.has_scope("admin"):
+        raise ForbiddenError("Listing keys with an API key needs the admin scope.")
+    return identity
+
+
+def _signed_in_user(identity: Annotated[Identity, Depends(read_identity)]) -> Identity:
+    if identity.principal_type != "user":
+        raise UnauthorizedError("Sign in first.")
+    return identity
+
+
+def _super_admin(identity: Annotated[Identity, Depends(read_identity)]) -> Identity:
+    if not identity.is_super_admin:
+        raise ForbiddenError("This needs the platform super_admin role.")
+    return identity
+
+
+Anyone = AnyIdentity
+OrgMember = Annotated[Identity, Depends(require_org_identity)]
+OrgUser = Annotated[Identity, Depends(_org_user)]
+OrgAdmin = Annotated[Identity, Depends(_org_admin)]
+KeyReader = Annotated[Identity, Depends(_key_reader)]
+SignedInUser = Annotated[Identity, Depends(_signed_in_user)]
+SuperAdmin = Annotated[Identity, Depends(_super_admin)]
+GatewayService = ServiceIdentity

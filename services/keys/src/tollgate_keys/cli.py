@@ -1,0 +1,32 @@
+"""tollgate-keys migrate | serve"""
+
+import argparse
+
+import uvicorn
+
+from tollgate_keys.app import MIGRATIONS_DIR
+from tollgate_keys.config import KeysSettings
+from tollgate_keys.events import SERVICE
+from tollgate_shared.migrations import upgrade
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="tollgate-keys")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="apply database migrations to the keys schema")
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8101)
+    arguments = parser.parse_args()
+    if arguments.command == "migrate":
+        settings = KeysSettings()  # type: ignore[call-arg]
+        upgrade(migrations_dir=MIGRATIONS_DIR, database_url=settings.database_url, schema=SERVICE)
+    else:
+        uvicorn.run(
+            "tollgate_keys.app:create_app",
+            factory=True,
+            host=arguments.host,
+            port=arguments.port,
+            log_config=None,
+            proxy_headers=False,
+        )

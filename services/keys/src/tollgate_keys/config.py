@@ -1,0 +1,25 @@
+from pydantic import EmailStr, Field
+from pydantic_settings import SettingsConfigDict
+
+from tollgate_shared.settings import ServiceSettings
+
+
+class KeysSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TOLLGATE_KEYS_", extra="ignore", populate_by_name=True
+    )
+
+    # Base64url Ed25519 private key for user access tokens; the gateway holds the public half.
+    token_private_key: str = ""
+    access_token_ttl_seconds: int = Field(900, ge=60, le=86400)
+    refresh_token_ttl_seconds: int = Field(30 * 86400, ge=3600)
+    # How long the previous secret of a rotated key keeps working by default.
+    rotation_grace_seconds: int = Field(86400, ge=0, le=30 * 86400)
+    invitation_ttl_seconds: int = Field(7 * 86400, ge=3600)
+    expiry_sweep_interval_seconds: float = Field(5.0, gt=0)
+    # Platform super admin, created or updated at start-up when both are set.
+    superadmin_email: EmailStr | None = None
+    superadmin_password: str | None = None
+
+    def secret_values(self) -> dict[str, str]:
+        return {"TOLLGATE_KEYS_TOKEN_PRIVATE_KEY": self.token_private_key}

@@ -1,0 +1,26 @@
+"""Column helpers shared by this service's models."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field
+
+SCHEMA = "keys"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def id_field() -> Any:
+    return Field(default_factory=uuid.uuid4, primary_key=True)
+
+
+def timestamp_field(*, nullable: bool = False, default_now: bool = False, **kwargs: Any) -> Any:
+    if default_now:
+        kwargs["default_factory"] = utcnow
+    elif nullable:
+        kwargs["default"] = None
+    return Field(sa_type=sa.DateTime(timezone=True), nullable=nullable, **kwargs)  # type: ignore[call-overload]

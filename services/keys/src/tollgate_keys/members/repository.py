@@ -1,0 +1,73 @@
+import uuid
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from tollgate_keys.members.models import Invitation, Membership, Role
+from tollgate_keys.users.models import User
+
+
+class MemberRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def list(self, org_id: uuid.UUID) -> Sequence[tuple[Membership, User]]:
+        result = await self.session.execute(
+            select(Membership, User)
+            .join(User, col(User.id) == col(Membership.user_id))
+            .where(Membership.org_id == org_id)
+            .order_by(col(Membership.created_at), col(User.email))
+        )
+        return [(row[0], row[1]) for row in result.all()]
+
+    async def get(
+        self, *, org_id: uuid.UUID, user_id: uuid.UUID, for_update: bool = False
+    ) -> tuple[Membership, User] | None:
+        query = (
+            select(Membership, User)
+            .join(User, col(User.id) == col(Membership.user_id))
+            .where(Membership.org_id == org_id, Membership.user_id == user_id)
+        )
+        if for_update:
+            query = query.with_for_update(of=Membership)  # type: ignore[arg-type]
+        row = (await self.session.execute(query)).first()
+        return (row[0], row[1]) if row else None
+
+    async def add(self, membership: Membership) -> Membership:
+        self.session.add(membership)
+        await self.session.flush()
+        return membership
+
+    async def delete(self, membership: Membership) -> None:
+        await self.session.delete(membership)
+        await self.session.flush()
+
+    async def lock_admins(self, org_id: uuid.UUID) -> int:
+        """Count org admins, locking their rows so two demotions cannot both pass."""
+        result = await self.session.execute(
+            select(Membership.user_id)
+            .where(Membership.org_id == org_id, Membership.role == Role.ORG_ADMIN.value)
+            .with_for_update()
+        )
+        return len(result.all())
+
+    async def add_invitation(self, invitation: Invitation) -> Invitation:
+        self.session.add(invitation)
+        await self.session.flush()
+        return invitation
+
+    async def invitation_by_token_hash(self, token_hash: str) -> Invitation | None:
+        result = await self.session.execute(
+            select(Invitation).where(Invitation.token_hash == token_hash).with_for_update()
+        )
+        return result.scalars().first()
+
+    async def pending_invitation_count(self, org_id: uuid.UUID) -> int:
+        result = await self.session.execute(
+            select(sa.func.count())
+            .select_from(Invitation)
+            .where(col(Invitation.org_id) == org_id, col(Invitation.accepted_at).is_(None))
+        )
+        return int(result.scalar_one())

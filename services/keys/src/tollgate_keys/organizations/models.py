@@ -1,0 +1,17 @@
+import uuid
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from tollgate_keys.db_types import SCHEMA, id_field, timestamp_field
+
+
+class Organization(SQLModel, table=True):
+    __tablename__ = "organizations"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: uuid.UUID = id_field()
+    name: str = Field(max_length=200)
+    # The plan tier the gateway applies until billing publishes subscriptions.
+    plan: str = Field(default="free", max_length=50)
+    created_at: datetime = timestamp_field(default_now=True)

@@ -1,0 +1,64 @@
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate_keys.events import KeysEvent, publish
+from tollgate_keys.organizations.models import Organization
+from tollgate_keys.organizations.repository import OrganizationRepository
+from tollgate_shared.errors import NotFoundError
+from tollgate_shared.pagination import Cursor, Page, PageParams
+
+
+class OrganizationNotFoundError(NotFoundError):
+    slug, title = "organization-not-found", "Organisation not found"
+
+
+async def get_organization(session: AsyncSession, *, org_id: uuid.UUID) -> Organization:
+    organization = await OrganizationRepository(session).get(org_id)
+    if organization is None:
+        raise OrganizationNotFoundError()
+    return organization
+
+
+async def create_organization(
+    session: AsyncSession, *, name: str, created_by: uuid.UUID
+) -> Organization:
+    organization = await OrganizationRepository(session).add(Organization(name=name))
+    await publish(
+        session,
+        KeysEvent.ORGANIZATION_CREATED,
+        org_id=organization.id,
+        data={
+            "organization_id": str(organization.id),
+            "name": organization.name,
+            "plan": organization.plan,
+            "created_by_user_id": str(created_by),
+        },
+    )
+    return organization
+
+
+async def rename_organization(
+    session: AsyncSession, *, organization: Organization, name: str
+) -> Organization:
+    if organization.name == name:
+        return organization
+    organization.name = name
+    session.add(organization)
+    await session.flush()
+    await publish(
+        session,
+        KeysEvent.ORGANIZATION_UPDATED,
+        org_id=organization.id,
+        data={"organization_id": str(organization.id), "name": name, "plan": organization.plan},
+    )
+    return organization
+
+
+async def list_organizations(session: AsyncSession, *, page: PageParams) -> Page[Organization]:
+    rows = list(await OrganizationRepository(session).list_page(page))
+    next_cursor = None
+    if len(rows) > page.limit:
+        rows = rows[: page.limit]
+        next_cursor = Cursor(created_at=rows[-1].created_at, id=rows[-1].id).encode()
+    return Page(items=rows, next_cursor=next_cursor)

@@ -1,0 +1,86 @@
+import uuid
+
+from fastapi import APIRouter, Request, Response, status
+
+from tollgate_keys.auth import Anyone
+from tollgate_keys.users import service
+from tollgate_keys.users.repository import UserRepository
+from tollgate_keys.users.schemas import (
+    LoginRequest,
+    Me,
+    MembershipSummary,
+    RefreshRequest,
+    TokenPair,
+    UserPublic,
+)
+from tollgate_shared.database import SessionDep
+from tollgate_shared.errors import UnauthorizedError
+from tollgate_shared.identity import AnyIdentity
+
+auth_router = APIRouter(prefix="/v1/auth", tags=["sign-in"])
+me_router = APIRouter(prefix="/v1/me", tags=["sign-in"])
+
+
+@auth_router.post("/login", response_model=TokenPair)
+async def login(
+    body: LoginRequest, _caller: Anyone, session: SessionDep, request: Request
+) -> TokenPair:
+    """Email and password for an access token (JWT, 15 minutes) and a refresh token."""
+    return await service.login(
+        session,
+        settings=request.app.state.settings,
+        email=str(body.email),
+        password=body.password,
+        org_id=body.organization_id,
+    )
+
+
+@auth_router.post("/refresh", response_model=TokenPair)
+async def refresh(
+    body: RefreshRequest, _caller: Anyone, session: SessionDep, request: Request
+) -> TokenPair:
+    """A new token pair; the refresh token sent is used up."""
+    return await service.refresh(
+        session, settings=request.app.state.settings, token=body.refresh_token
+    )
+
+
+@auth_router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(body: RefreshRequest, _caller: Anyone, session: SessionDep) -> Response:
+    await service.logout(session, token=body.refresh_token)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@me_router.get("", response_model=Me)
+async def me(identity: AnyIdentity, session: SessionDep) -> Me:
+    """Who the caller is: the signed-in user and their memberships, or the API key."""
+    if identity.principal_type == "user" and identity.principal_id:
+        repository = UserRepository(session)
+        user = await repository.get(uuid.UUID(identity.principal_id))
+        if user is None:
+            raise UnauthorizedError("This user no longer exists.")
+        memberships = await repository.memberships(user.id)
+        return Me(
+            principal_type="user",
+            user=UserPublic.model_validate(user, from_attributes=True),
+            organization_id=identity.org_id,
+            roles=sorted(identity.roles),
+            scopes=sorted(identity.scopes),
+            memberships=[
+                MembershipSummary(
+                    organization_id=organization.id,
+                    organization_name=organization.name,
+                    role=membership.role,
+                )
+                for membership, organization in memberships
+            ],
+        )
+    if identity.principal_type != "key" or identity.org_id is None:
+        raise UnauthorizedError("Sign in or use an API key.")
+    return Me(
+        principal_type="key",
+        key_id=uuid.UUID(identity.principal_id) if identity.principal_id else None,
+        organization_id=identity.org_id,
+        roles=[],
+        scopes=sorted(identity.scopes),
+    )

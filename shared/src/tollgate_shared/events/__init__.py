@@ -1,0 +1,1 @@
+"""CloudEvents on NATS JetStream: envelope, outbox + relay for producers, inbox for consumers."""

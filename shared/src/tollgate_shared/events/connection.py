@@ -1,0 +1,28 @@
+"""NATS connection that keeps reconnecting instead of giving up."""
+
+import nats
+import structlog
+from nats.aio.client import Client
+
+logger = structlog.get_logger(__name__)
+
+
+async def connect_nats(url: str, *, name: str) -> Client:
+    async def on_disconnected() -> None:
+        logger.warning("nats disconnected", client=name)
+
+    async def on_reconnected() -> None:
+        logger.info("nats reconnected", client=name)
+
+    async def on_error(error: Exception) -> None:
+        logger.warning("nats error", client=name, error=repr(error))
+
+    return await nats.connect(
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
+        error_cb=on_error,
+    )

@@ -1,0 +1,93 @@
+"""structlog setup: JSON in production, pretty in a terminal, secrets never logged."""
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+# Field names whose values are never written to a log, whatever their nesting.
+SECRET_FIELDS = frozenset(
+    {
+        "password",
+        "new_password",
+        "token",
+        "access_token",
+        "refresh_token",
+        "authorization",
+        "api_key",
+        "key",
+        "secret",
+        "identity_token",
+        "x-api-key",
+        "x-tollgate-identity",
+        "card",
+        "card_number",
+        "cvc",
+    }
+)
+REDACTED = "[redacted]"
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for name, value in list(event_dict.items()):
+        event_dict[name] = _redact(name, value)
+    return event_dict
+
+
+def _redact(name: str, value: Any) -> Any:
+    if name.lower() in SECRET_FIELDS:
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: _redact(str(k), v) for k, v in value.items()}
+    if isinstance(value, str) and value.startswith(("tg_live_", "tg_test_")):
+        return value[:12] + "…" + REDACTED
+    return value
+
+
+def configure_logging(*, service: str, log_format: str = "auto", level: str = "INFO") -> None:
+    """Configure structlog and the standard library (uvicorn, sqlalchemy) to one output."""
+    render_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+
+    def add_service(
+        _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        event_dict.setdefault("service", service)
+        return event_dict
+
+    shared_processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        add_service,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if render_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            *shared_processors,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared_processors,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
+    # uvicorn's access log duplicates our request log line.
+    logging.getLogger("uvicorn.access").disabled = True

@@ -1,0 +1,70 @@
+"""Pure-ASGI request middleware: request id, structlog context, metrics, one access log line."""
+
+import re
+import time
+import uuid
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tollgate_shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+REQUEST_ID_HEADER = b"x-request-id"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+logger = structlog.get_logger("tollgate.access")
+
+
+def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
+    """Keep a well-formed incoming X-Request-Id (set by the gateway), else mint one."""
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER:
+            candidate = value.decode("latin-1")
+            if _SAFE_REQUEST_ID.match(candidate):
+                return candidate
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, service: str) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_from(scope["headers"])
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (REQUEST_ID_HEADER, request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            route_name = getattr(route, "path", "unmatched")
+            HTTP_REQUESTS.labels(self.service, scope["method"], route_name, str(status)).inc()
+            HTTP_LATENCY.labels(self.service, scope["method"], route_name).observe(elapsed)
+            if scope["path"] not in _QUIET_PATHS:
+                logger.info(
+                    "request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                )

@@ -1,0 +1,49 @@
+"""Cursor pagination: opaque cursors over (created_at, id), stable under inserts."""
+
+import base64
+import json
+import uuid
+from datetime import datetime
+from typing import Annotated, Generic, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel
+
+from tollgate_shared.errors import BadRequestError
+
+Item = TypeVar("Item")
+
+
+class Page(BaseModel, Generic[Item]):
+    items: list[Item]
+    next_cursor: str | None = None
+
+
+class Cursor(BaseModel):
+    created_at: datetime
+    id: uuid.UUID
+
+    def encode(self) -> str:
+        raw = json.dumps({"t": self.created_at.isoformat(), "i": str(self.id)}).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    @classmethod
+    def decode(cls, value: str) -> "Cursor":
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+            parsed = json.loads(raw)
+            return cls(created_at=datetime.fromisoformat(parsed["t"]), id=uuid.UUID(parsed["i"]))
+        except (ValueError, KeyError, TypeError) as error:
+            raise BadRequestError("The cursor is not one this API returned.") from error
+
+
+class PageParams(BaseModel):
+    limit: int
+    cursor: Cursor | None
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> PageParams:
+    return PageParams(limit=limit, cursor=Cursor.decode(cursor) if cursor else None)
