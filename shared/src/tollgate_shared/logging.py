@@ -91,3 +91,5 @@ def configure_logging(*, service: str, log_format: str = "auto", level: str = "I
     root.setLevel(level.upper())
     # uvicorn's access log duplicates our request log line.
     logging.getLogger("uvicorn.access").disabled = True
+    # One line per outgoing call is noise next to our own request log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

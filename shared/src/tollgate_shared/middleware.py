@@ -16,25 +16,28 @@ _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 logger = structlog.get_logger("tollgate.access")
 
 
-def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
-    """Keep a well-formed incoming X-Request-Id (set by the gateway), else mint one."""
-    for name, value in headers:
-        if name == REQUEST_ID_HEADER:
-            candidate = value.decode("latin-1")
-            if _SAFE_REQUEST_ID.match(candidate):
-                return candidate
+def request_id_from(headers: list[tuple[bytes, bytes]], *, trust_incoming: bool) -> str:
+    """Keep a well-formed incoming X-Request-Id (set by the gateway) if trusted, else mint one."""
+    if trust_incoming:
+        for name, value in headers:
+            if name == REQUEST_ID_HEADER:
+                candidate = value.decode("latin-1")
+                if _SAFE_REQUEST_ID.match(candidate):
+                    return candidate
     return uuid.uuid4().hex
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, service: str) -> None:
+    def __init__(self, app: ASGIApp, *, service: str, trust_incoming_request_id: bool = True) -> None:
         self.app, self.service = app, service
+        # Services trust the gateway's id; the gateway mints its own (ids key usage dedupe).
+        self.trust_incoming_request_id = trust_incoming_request_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = request_id_from(scope["headers"])
+        request_id = request_id_from(scope["headers"], trust_incoming=self.trust_incoming_request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)

@@ -13,16 +13,13 @@ def common(name: str) -> AliasChoices:
     return AliasChoices(f"TOLLGATE_{name.upper()}", name)
 
 
-class ServiceSettings(BaseSettings):
-    """What every service process needs. Subclasses set env_prefix="TOLLGATE_<SERVICE>_"."""
+class CommonSettings(BaseSettings):
+    """What every process needs (gateway included). Subclasses set env_prefix."""
 
     model_config = SettingsConfigDict(env_prefix="TOLLGATE_", extra="ignore", populate_by_name=True)
 
     env: Environment = Field("production", validation_alias=common("env"))
-    database_url: str = Field(validation_alias=common("database_url"))
     nats_url: str = Field(validation_alias=common("nats_url"))
-    # Base64url Ed25519 public key of the gateway: services verify identity tokens, never mint them.
-    identity_public_key: str = Field(validation_alias=common("identity_public_key"))
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", validation_alias=common("log_format")
     )
@@ -33,13 +30,22 @@ class ServiceSettings(BaseSettings):
         return self.env in ("dev", "test")
 
     @model_validator(mode="after")
-    def _refuse_dev_secrets_in_production(self) -> "ServiceSettings":
-        if not self.is_dev:
-            for name, value in self.secret_values().items():
-                if not value or value.startswith("dev-"):
-                    raise ValueError(f"{name} must be set to a real secret outside dev mode")
+    def _require_secrets(self) -> "CommonSettings":
+        for name, value in self.secret_values().items():
+            if not value:
+                raise ValueError(f"{name} must be set")
+            if not self.is_dev and value.startswith("dev-"):
+                raise ValueError(f"{name} must be a real secret outside dev mode")
         return self
 
     def secret_values(self) -> dict[str, str]:
-        """Secrets that must not keep a development default in production; overridden per service."""
+        """Secrets this process cannot run without (env name → value); overridden per process."""
         return {}
+
+
+class ServiceSettings(CommonSettings):
+    """What every service behind the gateway needs. Subclasses set env_prefix="TOLLGATE_<NAME>_"."""
+
+    database_url: str = Field(validation_alias=common("database_url"))
+    # Base64url Ed25519 public key of the gateway: services verify identity tokens, never mint them.
+    identity_public_key: str = Field(validation_alias=common("identity_public_key"))

@@ -1,5 +1,7 @@
 """NATS connection that keeps reconnecting instead of giving up."""
 
+from collections.abc import Awaitable, Callable
+
 import nats
 import structlog
 from nats.aio.client import Client
@@ -7,12 +9,16 @@ from nats.aio.client import Client
 logger = structlog.get_logger(__name__)
 
 
-async def connect_nats(url: str, *, name: str) -> Client:
+async def connect_nats(
+    url: str, *, name: str, on_reconnected: Callable[[], Awaitable[None]] | None = None
+) -> Client:
     async def on_disconnected() -> None:
         logger.warning("nats disconnected", client=name)
 
     async def on_reconnected() -> None:
         logger.info("nats reconnected", client=name)
+        if on_reconnected is not None:
+            await on_reconnected()
 
     async def on_error(error: Exception) -> None:
         logger.warning("nats error", client=name, error=repr(error))

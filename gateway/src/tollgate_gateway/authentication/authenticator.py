@@ -1,0 +1,104 @@
+"""Who is calling: an API key, a user's access token, or nobody (public routes)."""
+
+import time
+import uuid
+from datetime import UTC, datetime
+
+import jwt
+import structlog
+
+from tollgate_gateway.authentication.key_cache import KeyCache, VerifiedKey
+from tollgate_gateway.authentication.keys_client import KeysClient, KeysUnreachable
+from tollgate_gateway.errors import InvalidApiKeyError, InvalidTokenError, KeysUnavailableError
+from tollgate_shared import api_key_format
+from tollgate_shared.errors import UnauthorizedError
+from tollgate_shared.identity import Identity, TokenVerifier
+
+logger = structlog.get_logger(__name__)
+
+USER_TOKEN_ISSUER = "tollgate-keys"
+USER_TOKEN_AUDIENCE = "tollgate-gateway"
+
+
+def credential_from(authorization: str | None, api_key_header: str | None) -> str | None:
+    """The bearer credential, from `Authorization: Bearer <x>` or `X-API-Key: <x>`."""
+    if api_key_header:
+        return api_key_header.strip()
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        raise UnauthorizedError("Use `Authorization: Bearer <key or token>`.")
+    return None
+
+
+class Authenticator:
+    def __init__(
+        self,
+        *,
+        cache: KeyCache,
+        keys: KeysClient,
+        user_tokens: TokenVerifier,
+        refresh_after_seconds: float,
+    ) -> None:
+        self.cache, self.keys, self.user_tokens = cache, keys, user_tokens
+        self.refresh_after_seconds = refresh_after_seconds
+
+    async def authenticate(self, credential: str, *, request_id: str) -> tuple[Identity, VerifiedKey | None]:
+        if credential.startswith("tg_"):
+            key = await self.verify_api_key(credential)
+            identity = Identity(
+                principal_type="key",
+                principal_id=str(key.key_id),
+                org_id=key.org_id,
+                scopes=frozenset(key.scopes),
+                plan=key.plan,
+                request_id=request_id,
+            )
+            return identity, key
+        return self.verify_user_token(credential, request_id=request_id), None
+
+    async def verify_api_key(self, key: str) -> VerifiedKey:
+        # Shape and checksum first: garbage never costs a lookup.
+        if not api_key_format.is_well_formed(key):
+            raise InvalidApiKeyError("The API key is malformed.")
+        secret_hash = api_key_format.hash_key(key)
+        now = datetime.now(UTC)
+        cached = self.cache.get(secret_hash)
+        if cached is not None and time.monotonic() - cached.checked_at < self.refresh_after_seconds:
+            if cached.expired(now):
+                raise InvalidApiKeyError("The API key has expired.")
+            return cached.key
+        if cached is None and self.cache.is_known_invalid(secret_hash):
+            raise InvalidApiKeyError("The API key is not valid.")
+        try:
+            verified = await self.keys.verify(secret_hash)
+        except KeysUnreachable as error:
+            if cached is not None and not cached.expired(now):
+                logger.warning("keys unreachable; serving cached key", key_id=str(cached.key.key_id))
+                return cached.key
+            raise KeysUnavailableError(
+                "The keys service is unreachable; retry shortly.", headers={"Retry-After": "1"}
+            ) from error
+        if verified is None:
+            if cached is not None:
+                self.cache.evict_key(cached.key.key_id)
+            self.cache.remember_invalid(secret_hash)
+            raise InvalidApiKeyError("The API key is not valid (unknown, revoked or expired).")
+        self.cache.put(secret_hash, verified)
+        return verified
+
+    def verify_user_token(self, token: str, *, request_id: str) -> Identity:
+        try:
+            claims = self.user_tokens.verify(token)
+            org = claims.get("org")
+            return Identity(
+                principal_type="user",
+                principal_id=str(uuid.UUID(claims["sub"])),
+                org_id=uuid.UUID(org) if org else None,
+                roles=frozenset(claims.get("roles") or ()),
+                plan=claims.get("plan"),
+                request_id=request_id,
+            )
+        except (jwt.InvalidTokenError, KeyError, ValueError, TypeError) as error:
+            raise InvalidTokenError("The access token is invalid or expired.") from error

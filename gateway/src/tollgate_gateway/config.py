@@ -1,0 +1,44 @@
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from tollgate_shared.settings import CommonSettings
+
+
+class GatewaySettings(CommonSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TOLLGATE_GATEWAY_", extra="ignore", populate_by_name=True
+    )
+
+    # Signs the identity token forwarded to services (they hold the public half).
+    identity_private_key: str = ""
+    # Verifies user access tokens minted by the keys service.
+    user_token_public_key: str = ""
+    identity_ttl_seconds: int = Field(60, ge=5, le=3600)
+
+    keys_url: str = "http://127.0.0.1:8101"
+    routes_file: Path | None = Field(None, description="Operator routes (TOML)")
+
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(32 * 1024, ge=1024)
+    upstream_connect_timeout_seconds: float = Field(5.0, gt=0)
+    upstream_timeout_seconds: float = Field(30.0, gt=0)
+    keys_timeout_seconds: float = Field(2.0, gt=0)
+
+    # A cached key is re-checked with the keys service after this long (revocations arrive
+    # through NATS at once; this bounds staleness if an event was missed).
+    key_cache_refresh_seconds: float = Field(60.0, gt=0)
+    key_cache_negative_seconds: float = Field(5.0, ge=0)
+    key_cache_max_entries: int = Field(100_000, ge=100)
+    key_usage_flush_seconds: float = Field(5.0, gt=0)
+
+    def secret_values(self) -> dict[str, str]:
+        return {
+            "TOLLGATE_GATEWAY_IDENTITY_PRIVATE_KEY": self.identity_private_key,
+            "TOLLGATE_GATEWAY_USER_TOKEN_PUBLIC_KEY": self.user_token_public_key,
+        }
+
+    def service_urls(self) -> dict[str, str]:
+        """Where each built-in service answers (grows as services are added)."""
+        return {"keys": self.keys_url}

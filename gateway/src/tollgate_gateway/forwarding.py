@@ -1,0 +1,74 @@
+"""The gateway's one job per request: route, authenticate, authorize, forward."""
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tollgate_gateway.authentication.authenticator import Authenticator, credential_from
+from tollgate_gateway.authentication.key_usage import KeyUsageTracker
+from tollgate_gateway.authorization import authorize
+from tollgate_gateway.config import GatewaySettings
+from tollgate_gateway.errors import MethodNotAllowedError, RouteNotFoundError
+from tollgate_gateway.routing.proxy import (
+    UpstreamProxy,
+    check_declared_length,
+    check_header_size,
+    check_path,
+    forwarded_headers,
+    read_body,
+)
+from tollgate_gateway.routing.table import RouteTable
+from tollgate_shared.errors import UnauthorizedError
+from tollgate_shared.identity import IDENTITY_HEADER, Identity, TokenSigner
+
+
+@dataclass
+class Gateway:
+    settings: GatewaySettings
+    routes: RouteTable
+    authenticator: Authenticator
+    identity_signer: TokenSigner
+    proxy: UpstreamProxy
+    key_usage: KeyUsageTracker
+
+    async def handle(self, request: Request) -> Response:
+        check_header_size(request.scope["headers"], self.settings.max_header_bytes)
+        raw_path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
+        check_path(raw_path)
+        # Routing and forwarding both use the raw path, so what is checked is what is sent.
+        route = self.routes.match(raw_path)
+        if route is None:
+            raise RouteNotFoundError(f"No route serves {request.url.path}.")
+        if request.method not in route.methods:
+            raise MethodNotAllowedError(
+                f"{request.method} is not allowed here.",
+                headers={"Allow": ", ".join(sorted(route.methods))},
+            )
+        check_declared_length(request, self.settings.max_body_bytes)
+        request_id: str = request.state.request_id
+        identity = Identity(principal_type="anonymous", request_id=request_id)
+        if route.credential != "public":
+            credential = credential_from(
+                request.headers.get("authorization"), request.headers.get("x-api-key")
+            )
+            if credential is None:
+                raise UnauthorizedError("Send an API key or access token as a Bearer credential.")
+            identity, key = await self.authenticator.authenticate(
+                credential, request_id=request_id
+            )
+            authorize(route, identity, request.method)
+            if key is not None:
+                self.key_usage.record(key.key_id)
+        request.state.identity = identity
+        body = await read_body(request, self.settings.max_body_bytes)
+        token = self.identity_signer.sign(identity.to_claims())
+        headers = forwarded_headers(
+            request, {IDENTITY_HEADER: token, "x-request-id": request_id}
+        )
+        return await self.proxy.forward(
+            method=request.method,
+            url=route.upstream_url(raw_path, request.url.query),
+            headers=headers,
+            body=body,
+        )
