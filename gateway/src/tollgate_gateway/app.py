@@ -81,6 +81,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             identity_signer=signer,
             proxy=proxy,
             key_usage=key_usage,
+            key_invalidation=invalidation,
         )
         app.state.nats = nats
         app.state.key_invalidation = invalidation

@@ -22,3 +22,7 @@ def main() -> None:
         # Client headers beyond this size are refused by the server with 431, before routing.
         h11_max_incomplete_event_size=64 * 1024,
     )
+
+
+if __name__ == "__main__":
+    main()

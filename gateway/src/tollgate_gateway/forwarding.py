@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tollgate_gateway.authentication.authenticator import Authenticator, credential_from
+from tollgate_gateway.authentication.invalidation import KeyInvalidation
 from tollgate_gateway.authentication.key_usage import KeyUsageTracker
 from tollgate_gateway.authorization import authorize
 from tollgate_gateway.config import GatewaySettings
@@ -31,6 +32,7 @@ class Gateway:
     identity_signer: TokenSigner
     proxy: UpstreamProxy
     key_usage: KeyUsageTracker
+    key_invalidation: KeyInvalidation
 
     async def handle(self, request: Request) -> Response:
         check_header_size(request.scope["headers"], self.settings.max_header_bytes)
@@ -66,9 +68,14 @@ class Gateway:
         headers = forwarded_headers(
             request, {IDENTITY_HEADER: token, "x-request-id": request_id}
         )
-        return await self.proxy.forward(
+        response = await self.proxy.forward(
             method=request.method,
             url=route.upstream_url(raw_path, request.url.query),
             headers=headers,
             body=body,
         )
+        if route.service == "keys":
+            self.key_invalidation.after_response(
+                method=request.method, path=raw_path, status=response.status_code
+            )
+        return response

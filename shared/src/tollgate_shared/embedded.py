@@ -10,6 +10,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     def start(self) -> str:
+        # pgserver's platformdirs warns about XDG_RUNTIME_DIR on servers; it falls back fine.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
         import pgserver  # optional dependency: only needed when no external server is used
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)

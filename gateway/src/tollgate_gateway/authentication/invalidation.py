@@ -1,6 +1,7 @@
 """Key changes reach every gateway replica through NATS and evict the cached key at once."""
 
 import json
+import re
 import time
 import uuid
 
@@ -14,6 +15,7 @@ from tollgate_gateway.authentication.key_cache import KeyCache
 
 logger = structlog.get_logger(__name__)
 KEY_EVENTS = "tollgate.keys.key.>"
+_KEY_CHANGE_PATH = re.compile(r"^/v1/keys/([0-9a-fA-F-]{36})(?:/rotate)?$")
 EVICTIONS = Counter("tollgate_gateway_key_evictions_total", "Cached keys evicted by key events")
 
 
@@ -40,8 +42,15 @@ class KeyInvalidation:
         evicted = self.cache.evict_key(key_id)
         self.last_eviction_at = time.monotonic()
         EVICTIONS.inc(evicted)
-        logger.info("key evicted", key_id=str(key_id), event=message.subject, secrets=evicted)
+        logger.info("key evicted", key_id=str(key_id), subject=message.subject, secrets=evicted)
 
     async def on_reconnected(self) -> None:
         self.cache.mark_all_stale()
         logger.info("nats reconnected: cached keys will be re-checked")
+
+    def after_response(self, *, method: str, path: str, status: int) -> None:
+        """Read-your-writes: the replica that served a key change forgets the key at once,
+        without waiting for the event (the other replicas get the event)."""
+        if method in ("PATCH", "DELETE", "POST") and 200 <= status < 300:
+            if match := _KEY_CHANGE_PATH.match(path):
+                self.cache.evict_key(uuid.UUID(match.group(1)))

@@ -40,11 +40,13 @@ class DurableConsumer:
         max_deliver: int = 5,
         ack_wait_seconds: float = 30,
         batch_size: int = 50,
+        retry_delay_seconds: float = 1.0,
     ) -> None:
         self.js, self.sessionmaker = js, sessionmaker
         self.stream, self.durable, self.filter_subject = stream, durable, filter_subject
         self.handler, self.max_deliver = handler, max_deliver
         self.ack_wait_seconds, self.batch_size = ack_wait_seconds, batch_size
+        self.retry_delay_seconds = retry_delay_seconds
 
     async def run(self) -> None:
         subscription = await self.js.pull_subscribe(
@@ -61,11 +63,15 @@ class DurableConsumer:
         while True:
             try:
                 messages = await subscription.fetch(self.batch_size, timeout=1)
-            except nats.errors.TimeoutError:
-                continue
+            except (nats.errors.TimeoutError, TimeoutError):
+                continue  # nothing to do for now
             except asyncio.CancelledError:
                 raise
             except Exception:
+                # nats-py may turn our cancellation into another error; honour it anyway.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise asyncio.CancelledError() from None
                 logger.exception("fetch failed", consumer=self.durable)
                 await asyncio.sleep(1)
                 continue
@@ -77,7 +83,9 @@ class DurableConsumer:
         outcome = await self._apply(message)
         EVENTS_CONSUMED.labels(self.durable, outcome).inc()
         if outcome == "retry":
-            delay = min(2 ** message.metadata.num_delivered, 60)
+            # Exponential backoff: 1x, 2x, 4x... the base delay, at most a minute.
+            attempt = message.metadata.num_delivered or 1
+            delay = min(self.retry_delay_seconds * 2 ** (attempt - 1), 60.0)
             await message.nak(delay=delay)
         else:
             await message.ack()

@@ -66,7 +66,7 @@ class OutboxRelay:
                 await connection.execute(
                     sa.select(outbox.c.id, outbox.c.subject, outbox.c.payload)
                     .where(outbox.c.published_at.is_(None))
-                    .order_by(outbox.c.created_at, outbox.c.id)
+                    .order_by(outbox.c.position)
                     .limit(self.batch_size)
                     .with_for_update(skip_locked=True)
                 )

@@ -13,6 +13,8 @@ kit_metadata = sa.MetaData()
 def _outbox_columns() -> list[sa.Column]:  # type: ignore[type-arg]
     return [
         sa.Column("id", UUID(as_uuid=True), primary_key=True),  # the CloudEvent id
+        # Publication order (commit order within a transaction); never used as a read cursor.
+        sa.Column("position", sa.BigInteger, sa.Identity(), nullable=False),
         sa.Column("subject", sa.Text, nullable=False),
         sa.Column("payload", JSONB, nullable=False),
         sa.Column(
@@ -65,7 +67,7 @@ def create_kit_tables(schema: str) -> None:
     op.create_index(
         "outbox_unpublished",
         "outbox",
-        ["created_at"],
+        ["position"],
         schema=schema,
         postgresql_where=sa.text("published_at IS NULL"),
     )

@@ -1,0 +1,149 @@
+"""The inbox makes each event's effects happen once: redeliveries are skipped, poison is kept."""
+
+import asyncio
+
+import pytest
+from nats.js.api import ConsumerConfig
+from nats.js.errors import NotFoundError
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate_shared.database import create_sessionmaker
+from tollgate_shared.events.consumer import DurableConsumer
+from tollgate_shared.events.envelope import new_event
+from tollgate_shared.events.tables import dead_letters
+
+from .conftest import effects
+
+
+async def _record_effect(session: AsyncSession, event) -> None:
+    await session.execute(sa.insert(effects).values(event_id=event.id))
+
+
+async def _effects_of(engine, event_id: str) -> int:
+    async with engine.connect() as connection:
+        return (
+            await connection.execute(
+                sa.select(sa.func.count()).select_from(effects).where(effects.c.event_id == event_id)
+            )
+        ).scalar_one()
+
+
+def _consumer(engine, stream, handler, **options) -> DurableConsumer:
+    return DurableConsumer(
+        js=stream.js,
+        sessionmaker=create_sessionmaker(engine),
+        stream=stream.name,
+        durable=f"{stream.service}-test",
+        filter_subject=f"tollgate.{stream.service}.>",
+        handler=handler,
+        **options,
+    )
+
+
+async def _publish(stream, **data):
+    event = new_event(service=stream.service, type_=stream.subject(), data=data)
+    await stream.js.publish(event.type, event.to_json(), headers={"Nats-Msg-Id": event.id})
+    return event
+
+
+async def test_crash_after_commit_before_ack_applies_once(engine, stream):
+    consumer = _consumer(engine, stream, _record_effect, ack_wait_seconds=1)
+    event = await _publish(stream)
+    subscription = await stream.js.pull_subscribe(
+        consumer.filter_subject,
+        durable=consumer.durable,
+        stream=stream.name,
+        config=ConsumerConfig(ack_wait=1),
+    )
+    [first] = await subscription.fetch(1, timeout=2)
+
+    async def crash_on_ack(*_args, **_kwargs):
+        raise ConnectionError("process died after commit, before ack")
+
+    first.ack = crash_on_ack  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await consumer.process(first)
+    assert await _effects_of(engine, event.id) == 1
+
+    [again] = await subscription.fetch(1, timeout=5)  # redelivered after ack_wait
+    assert again.metadata.num_delivered == 2
+    assert await consumer.process(again) == "duplicate"
+    assert await _effects_of(engine, event.id) == 1
+
+
+async def test_same_event_published_twice_is_applied_once(engine, stream):
+    """A second copy that slips past JetStream's duplicate window is still caught by the inbox."""
+    consumer = _consumer(engine, stream, _record_effect)
+    event = new_event(service=stream.service, type_=stream.subject(), data={})
+    await stream.js.publish(event.type, event.to_json())  # no Nats-Msg-Id: two stream entries
+    await stream.js.publish(event.type, event.to_json())
+    task = asyncio.create_task(consumer.run())
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            try:
+                info = await stream.js.consumer_info(stream.name, consumer.durable)
+            except NotFoundError:  # the consumer task has not created it yet
+                continue
+            if info.num_ack_pending == 0 and info.ack_floor.stream_seq == 2:
+                break
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert await _effects_of(engine, event.id) == 1
+
+
+async def test_failing_handler_ends_in_dead_letter_after_max_deliveries(engine, stream):
+    attempts = []
+
+    async def always_fails(session, event):
+        attempts.append(event.id)
+        await session.execute(sa.insert(effects).values(event_id=event.id))  # rolled back
+        raise ValueError("cannot handle this")
+
+    consumer = _consumer(engine, stream, always_fails, max_deliver=3, retry_delay_seconds=0.05)
+    event = await _publish(stream, poison=True)
+    task = asyncio.create_task(consumer.run())
+    try:
+        for _ in range(200):
+            async with engine.connect() as connection:
+                row = (
+                    await connection.execute(
+                        sa.select(dead_letters).where(dead_letters.c.event_id == event.id)
+                    )
+                ).first()
+            if row is not None:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert row is not None
+    assert row.deliveries == 3
+    assert "cannot handle this" in row.error
+    assert attempts == [event.id] * 3
+    assert await _effects_of(engine, event.id) == 0
+
+
+async def test_malformed_message_is_dead_lettered_not_dropped(engine, stream):
+    consumer = _consumer(engine, stream, _record_effect)
+    await stream.js.publish(stream.subject(), b"{not json")
+    task = asyncio.create_task(consumer.run())
+    try:
+        for _ in range(100):
+            async with engine.connect() as connection:
+                payloads = (
+                    await connection.execute(
+                        sa.select(dead_letters.c.payload).where(
+                            dead_letters.c.consumer == consumer.durable
+                        )
+                    )
+                ).scalars().all()
+            if payloads:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert payloads == ["{not json"]
