@@ -37,7 +37,7 @@ Platform super admin: {info.superadmin_email} / {info.superadmin_password}
 """
 
 
-def up(state_dir: Path) -> int:
+def up(state_dir: Path, ports: Ports) -> int:
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -45,7 +45,7 @@ def up(state_dir: Path) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    stack = Stack.from_environment(state_dir=state_dir, ports=Ports.dev())
+    stack = Stack.from_environment(state_dir=state_dir, ports=ports)
     print("Starting Tollgate: PostgreSQL, NATS, migrations, services...", flush=True)
     info = stack.start()
     print(banner(info), flush=True)
@@ -65,13 +65,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="tollgate-dev", description=__doc__)
     parser.add_argument("--state-dir", type=Path, default=Path(".tollgate"))
     commands = parser.add_subparsers(dest="command")
-    commands.add_parser("up", help="start the whole stack (default)")
+    up_command = commands.add_parser("up", help="start the whole stack (default)")
+    up_command.add_argument(
+        "--free-ports", action="store_true", help="pick free ports instead of 8080, 8101, ..."
+    )
     commands.add_parser("keygen", help="print fresh secrets as .env lines for docker compose")
     arguments = parser.parse_args()
     if arguments.command == "keygen":
         sys.stdout.write(StackSecrets.generate().as_env_file())
         return
-    sys.exit(up(arguments.state_dir))
+    free_ports = getattr(arguments, "free_ports", False)
+    sys.exit(up(arguments.state_dir, Ports.free() if free_ports else Ports.dev()))
 
 
 if __name__ == "__main__":
