@@ -64,8 +64,15 @@ def test_dev_command_starts_prints_and_stops_cleanly(tmp_path: Path):
         if name not in ("TOLLGATE_DATABASE_URL", "TOLLGATE_NATS_URL")
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "tollgate_local.cli", "--state-dir", str(tmp_path), "up",
-         "--free-ports"],
+        [
+            sys.executable,
+            "-m",
+            "tollgate_local.cli",
+            "--state-dir",
+            str(tmp_path),
+            "up",
+            "--free-ports",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

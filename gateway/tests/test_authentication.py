@@ -52,7 +52,11 @@ async def test_malformed_key_is_refused_without_lookup(http, gateway, monkeypatc
     authenticator = gateway._server.config.app.state.gateway.authenticator  # type: ignore[attr-defined]
     monkeypatch.setattr(authenticator.keys, "verify", lambda *a: lookups.append(a))
     good = api_key_format.generate_key()
-    for bad in ("tg_live_short", good[:-1] + ("A" if good[-1] != "A" else "B"), "tg_live_" + "x" * 200):
+    for bad in (
+        "tg_live_short",
+        good[:-1] + ("A" if good[-1] != "A" else "B"),
+        "tg_live_" + "x" * 200,
+    ):
         response = await http.get(f"{gateway.url}/api/demo/hello", headers=bearer(bad))
         assert response.status_code == 401
         assert response.json()["type"].endswith("/invalid-api-key")
@@ -74,9 +78,7 @@ async def test_forged_and_expired_user_tokens_are_401(http, gateway, token_keys)
     genuine_signer = TokenSigner(
         token_keys[0], issuer="tollgate-keys", audience="tollgate-gateway", ttl_seconds=60
     )
-    expired = genuine_signer.sign(
-        {"sub": "00000000-0000-0000-0000-000000000001"}, ttl_seconds=-120
-    )
+    expired = genuine_signer.sign({"sub": "00000000-0000-0000-0000-000000000001"}, ttl_seconds=-120)
     for token in (forged, expired, "not.a.jwt"):
         response = await http.get(f"{gateway.url}/v1/keys", headers=bearer(token))
         assert response.status_code == 401
@@ -88,7 +90,9 @@ async def test_revoked_key_is_401(http, gateway, sign_up):
     admin = bearer(account["tokens"]["access_token"])
     created = await http.post(f"{gateway.url}/v1/keys", json={"name": "ci"}, headers=admin)
     key = created.json()
-    assert (await http.get(f"{gateway.url}/api/demo/hello", headers=bearer(key["key"]))).status_code == 200
+    assert (
+        await http.get(f"{gateway.url}/api/demo/hello", headers=bearer(key["key"]))
+    ).status_code == 200
     revoked = await http.delete(f"{gateway.url}/v1/keys/{key['id']}", headers=admin)
     assert revoked.status_code == 200
     # The replica that served the revocation forgets the key at once (read-your-writes).

@@ -27,7 +27,9 @@ async def test_client_identity_headers_are_replaced(http, gateway, sign_up):
 
 async def test_upstream_down_is_502(http, gateway, sign_up):
     account = await sign_up()
-    response = await http.get(f"{gateway.url}/api/down/x", headers=bearer(account["api_key"]["key"]))
+    response = await http.get(
+        f"{gateway.url}/api/down/x", headers=bearer(account["api_key"]["key"])
+    )
     assert response.status_code == 502
     assert response.json()["type"].endswith("/bad-gateway")
 
@@ -44,7 +46,9 @@ async def test_slow_upstream_is_504(http, gateway, sign_up):
 async def test_oversized_body_is_413_declared_or_streamed(http, gateway, sign_up):
     account = await sign_up()
     headers = bearer(account["api_key"]["key"])
-    declared = await http.post(f"{gateway.url}/api/demo/echo", headers=headers, content=b"x" * 70_000)
+    declared = await http.post(
+        f"{gateway.url}/api/demo/echo", headers=headers, content=b"x" * 70_000
+    )
     assert declared.status_code == 413
 
     async def chunks():
@@ -95,7 +99,9 @@ async def test_path_traversal_never_reaches_upstream(gateway, sign_up):
 async def test_unknown_route_and_internal_paths_are_404(http, gateway, sign_up):
     account = await sign_up()
     for path in ("/nowhere", "/internal/v1/keys/verify", "/v1/keysx"):
-        response = await http.post(f"{gateway.url}{path}", headers=bearer(account["api_key"]["key"]))
+        response = await http.post(
+            f"{gateway.url}{path}", headers=bearer(account["api_key"]["key"])
+        )
         assert response.status_code == 404, path
         assert response.json()["type"].endswith("/route-not-found")
 

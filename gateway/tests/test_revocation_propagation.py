@@ -34,7 +34,9 @@ async def test_revocation_reaches_both_replicas(http, gateway, replicas, sign_up
         )
         key = created.json()
         for url in urls:  # warm both caches: from now on they answer without the keys service
-            assert (await http.get(f"{url}/api/demo/hello", headers=bearer(key["key"]))).status_code == 200
+            assert (
+                await http.get(f"{url}/api/demo/hello", headers=bearer(key["key"]))
+            ).status_code == 200
         started = time.perf_counter()
         # Revoked through the first gateway: the replicas only learn it through NATS.
         revoked = await http.delete(f"{gateway.url}/v1/keys/{key['id']}", headers=admin)

@@ -20,8 +20,14 @@ def test_any_single_character_change_breaks_the_checksum():
 
 
 def test_garbage_is_refused():
-    for garbage in ("", "tg_live_", "tg_prod_" + "a" * 38, "Bearer x", "tg_live_" + "!" * 38,
-                    "tg_live_" + "a" * 500):
+    for garbage in (
+        "",
+        "tg_live_",
+        "tg_prod_" + "a" * 38,
+        "Bearer x",
+        "tg_live_" + "!" * 38,
+        "tg_live_" + "a" * 500,
+    ):
         assert not api_key_format.is_well_formed(garbage)
 
 

@@ -3,9 +3,9 @@
 import asyncio
 
 import pytest
+import sqlalchemy as sa
 from nats.js.api import ConsumerConfig
 from nats.js.errors import NotFoundError
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate_shared.database import create_sessionmaker
@@ -24,7 +24,9 @@ async def _effects_of(engine, event_id: str) -> int:
     async with engine.connect() as connection:
         return (
             await connection.execute(
-                sa.select(sa.func.count()).select_from(effects).where(effects.c.event_id == event_id)
+                sa.select(sa.func.count())
+                .select_from(effects)
+                .where(effects.c.event_id == event_id)
             )
         ).scalar_one()
 
@@ -134,12 +136,16 @@ async def test_malformed_message_is_dead_lettered_not_dropped(engine, stream):
         for _ in range(100):
             async with engine.connect() as connection:
                 payloads = (
-                    await connection.execute(
-                        sa.select(dead_letters.c.payload).where(
-                            dead_letters.c.consumer == consumer.durable
+                    (
+                        await connection.execute(
+                            sa.select(dead_letters.c.payload).where(
+                                dead_letters.c.consumer == consumer.durable
+                            )
                         )
                     )
-                ).scalars().all()
+                    .scalars()
+                    .all()
+                )
             if payloads:
                 break
             await asyncio.sleep(0.05)

@@ -57,10 +57,9 @@ async def test_rolled_back_transaction_publishes_nothing(engine, stream):
     from sqlalchemy.ext.asyncio import AsyncSession
 
     event = new_event(service=stream.service, type_=stream.subject(), data={})
-    async with AsyncSession(engine) as session:
-        async with session.begin():
-            await enqueue(session, event)
-            await session.rollback()
+    async with AsyncSession(engine) as session, session.begin():
+        await enqueue(session, event)
+        await session.rollback()
     relay = OutboxRelay(engine=engine, js=stream.js, service=stream.service)
     await relay.publish_pending()
     assert await stream.message_count() == 0

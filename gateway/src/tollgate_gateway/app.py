@@ -21,13 +21,13 @@ from tollgate_gateway.config import GatewaySettings
 from tollgate_gateway.docs.endpoints import router as docs_router
 from tollgate_gateway.docs.openapi import ServiceSpecs
 from tollgate_gateway.forwarding import Gateway
+from tollgate_gateway.routing.proxy import UpstreamProxy
 from tollgate_gateway.routing.table import (
     ALL_METHODS,
     RouteTable,
     builtin_routes,
     load_operator_routes,
 )
-from tollgate_gateway.routing.proxy import UpstreamProxy
 from tollgate_shared.errors import ServiceUnavailableError, install_problem_handlers
 from tollgate_shared.events.connection import connect_nats
 from tollgate_shared.identity import TokenVerifier, identity_signer
@@ -38,7 +38,7 @@ SERVICE = "gateway"
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
-    settings = settings or GatewaySettings()  # type: ignore[call-arg]
+    settings = settings or GatewaySettings()
     # Loaded here so a bad routes file stops the process before it serves anything.
     routes = RouteTable(
         builtin_routes(settings.service_urls()) + load_operator_routes(settings.routes_file)

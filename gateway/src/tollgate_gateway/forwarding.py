@@ -56,18 +56,14 @@ class Gateway:
             )
             if credential is None:
                 raise UnauthorizedError("Send an API key or access token as a Bearer credential.")
-            identity, key = await self.authenticator.authenticate(
-                credential, request_id=request_id
-            )
+            identity, key = await self.authenticator.authenticate(credential, request_id=request_id)
             authorize(route, identity, request.method)
             if key is not None:
                 self.key_usage.record(key.key_id)
         request.state.identity = identity
         body = await read_body(request, self.settings.max_body_bytes)
         token = self.identity_signer.sign(identity.to_claims())
-        headers = forwarded_headers(
-            request, {IDENTITY_HEADER: token, "x-request-id": request_id}
-        )
+        headers = forwarded_headers(request, {IDENTITY_HEADER: token, "x-request-id": request_id})
         response = await self.proxy.forward(
             method=request.method,
             url=route.upstream_url(raw_path, request.url.query),

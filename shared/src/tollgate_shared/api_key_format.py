@@ -16,7 +16,7 @@ BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 RANDOM_LENGTH = 32
 CHECKSUM_LENGTH = 6
 DISPLAY_PREFIX_LENGTH = 12  # "tg_live_" and the first 4 random characters
-_SHAPE = re.compile(r"^tg_(live|test)_[0-9A-Za-z]{%d,128}$" % (RANDOM_LENGTH + CHECKSUM_LENGTH))
+_SHAPE = re.compile(rf"^tg_(live|test)_[0-9A-Za-z]{{{RANDOM_LENGTH + CHECKSUM_LENGTH},128}}$")
 
 
 def _base62(number: int, width: int) -> str:

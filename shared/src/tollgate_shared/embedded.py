@@ -4,6 +4,7 @@ Used by `make dev`'s launcher and by the test plugin on machines without servers
 Neither takes the standard ports: PostgreSQL listens on a Unix socket, NATS on a chosen port.
 """
 
+import re
 import shutil
 import socket
 import subprocess
@@ -50,7 +51,9 @@ class EmbeddedPostgres:
 
     def create_database(self, name: str) -> str:
         assert self._server is not None, "start() first"
-        exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';")
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+            raise ValueError(f"not a plain database name: {name!r}")
+        exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';")  # noqa: S608
         if "(1 row)" not in exists:
             self._server.psql(f'CREATE DATABASE "{name}";')
         return str(self._server.get_uri(name))
@@ -90,10 +93,13 @@ class EmbeddedNats:
         self._process = subprocess.Popen(  # noqa: S603 - fixed binary, arguments we build
             [
                 nats_server_binary(),
-                "--addr", "127.0.0.1",
-                "--port", str(self.port),
+                "--addr",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
                 "--jetstream",
-                "--store_dir", str(self.store_dir),
+                "--store_dir",
+                str(self.store_dir),
             ],
             stdout=subprocess.DEVNULL,
             stderr=(self.store_dir / "nats-server.log").open("ab"),

@@ -95,7 +95,7 @@ def load_public_key(value: str) -> Ed25519PublicKey:
 
 
 class TokenSigner:
-    """Mints short-lived EdDSA JWTs; used by the gateway (identity) and keys (user access tokens)."""
+    """Mints short-lived EdDSA JWTs: identity tokens (gateway), user access tokens (keys)."""
 
     def __init__(self, private_key: str, *, issuer: str, audience: str, ttl_seconds: int) -> None:
         self._key = load_private_key(private_key)

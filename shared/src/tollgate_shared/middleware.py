@@ -28,7 +28,9 @@ def request_id_from(headers: list[tuple[bytes, bytes]], *, trust_incoming: bool)
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, service: str, trust_incoming_request_id: bool = True) -> None:
+    def __init__(
+        self, app: ASGIApp, *, service: str, trust_incoming_request_id: bool = True
+    ) -> None:
         self.app, self.service = app, service
         # Services trust the gateway's id; the gateway mints its own (ids key usage dedupe).
         self.trust_incoming_request_id = trust_incoming_request_id
@@ -37,7 +39,9 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = request_id_from(scope["headers"], trust_incoming=self.trust_incoming_request_id)
+        request_id = request_id_from(
+            scope["headers"], trust_incoming=self.trust_incoming_request_id
+        )
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)

@@ -19,7 +19,9 @@ def alembic_config(*, migrations_dir: Path, database_url: str, schema: str) -> C
     return config
 
 
-def upgrade(*, migrations_dir: Path, database_url: str, schema: str, revision: str = "head") -> None:
+def upgrade(
+    *, migrations_dir: Path, database_url: str, schema: str, revision: str = "head"
+) -> None:
     command.upgrade(
         alembic_config(migrations_dir=migrations_dir, database_url=database_url, schema=schema),
         revision,
@@ -37,7 +39,9 @@ def run_migrations_online() -> None:
     engine = sa.create_engine(config.get_main_option("sqlalchemy.url") or "", poolclass=sa.NullPool)
     with engine.connect() as connection:
         # Serialise concurrent migrators (several replicas starting at once).
-        connection.execute(sa.text("SELECT pg_advisory_lock(hashtext(:schema))"), {"schema": schema})
+        connection.execute(
+            sa.text("SELECT pg_advisory_lock(hashtext(:schema))"), {"schema": schema}
+        )
         connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         connection.commit()
         connection = connection.execution_options(schema_translate_map={None: schema})

@@ -25,7 +25,7 @@ Tollgate is running (dev mode). Press Ctrl-C to stop.
   Demo API    {info.demo_upstream_url}    routed at {info.gateway_url}/api/demo
   PostgreSQL  {database}
   NATS        {info.nats_url} (JetStream)
-  Logs        {info.state_dir / 'logs'}
+  Logs        {info.state_dir / "logs"}
 
 Demo organisation: {info.demo.email} / {info.demo.password}
   API key     {info.demo.api_key}

@@ -37,7 +37,9 @@ class Ports:
 
     @classmethod
     def free(cls) -> "Ports":
-        return cls(gateway=free_port(), keys=free_port(), demo_upstream=free_port(), nats=free_port())
+        return cls(
+            gateway=free_port(), keys=free_port(), demo_upstream=free_port(), nats=free_port()
+        )
 
 
 @dataclass(frozen=True)

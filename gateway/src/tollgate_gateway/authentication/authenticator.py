@@ -16,8 +16,8 @@ from tollgate_shared.identity import Identity, TokenVerifier
 
 logger = structlog.get_logger(__name__)
 
-USER_TOKEN_ISSUER = "tollgate-keys"
-USER_TOKEN_AUDIENCE = "tollgate-gateway"
+USER_TOKEN_ISSUER = "tollgate-keys"  # noqa: S105 - an issuer name, not a secret
+USER_TOKEN_AUDIENCE = "tollgate-gateway"  # noqa: S105
 
 
 def credential_from(authorization: str | None, api_key_header: str | None) -> str | None:
@@ -44,7 +44,9 @@ class Authenticator:
         self.cache, self.keys, self.user_tokens = cache, keys, user_tokens
         self.refresh_after_seconds = refresh_after_seconds
 
-    async def authenticate(self, credential: str, *, request_id: str) -> tuple[Identity, VerifiedKey | None]:
+    async def authenticate(
+        self, credential: str, *, request_id: str
+    ) -> tuple[Identity, VerifiedKey | None]:
         if credential.startswith("tg_"):
             key = await self.verify_api_key(credential)
             identity = Identity(
@@ -75,7 +77,9 @@ class Authenticator:
             verified = await self.keys.verify(secret_hash)
         except KeysUnreachable as error:
             if cached is not None and not cached.expired(now):
-                logger.warning("keys unreachable; serving cached key", key_id=str(cached.key.key_id))
+                logger.warning(
+                    "keys unreachable; serving cached key", key_id=str(cached.key.key_id)
+                )
                 return cached.key
             raise KeysUnavailableError(
                 "The keys service is unreachable; retry shortly.", headers={"Retry-After": "1"}

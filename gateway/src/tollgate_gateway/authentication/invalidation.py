@@ -51,6 +51,6 @@ class KeyInvalidation:
     def after_response(self, *, method: str, path: str, status: int) -> None:
         """Read-your-writes: the replica that served a key change forgets the key at once,
         without waiting for the event (the other replicas get the event)."""
-        if method in ("PATCH", "DELETE", "POST") and 200 <= status < 300:
-            if match := _KEY_CHANGE_PATH.match(path):
-                self.cache.evict_key(uuid.UUID(match.group(1)))
+        changed = method in ("PATCH", "DELETE", "POST") and 200 <= status < 300
+        if changed and (match := _KEY_CHANGE_PATH.match(path)):
+            self.cache.evict_key(uuid.UUID(match.group(1)))

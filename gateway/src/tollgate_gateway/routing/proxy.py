@@ -122,7 +122,7 @@ class UpstreamProxy:
             raise GatewayTimeoutError("The upstream did not answer in time.") from error
         except httpx.HTTPError as error:
             raise BadGatewayError("The upstream is unreachable.") from error
-        headers = [
+        response_headers = [
             (name.lower().encode("latin-1"), value.encode("latin-1"))
             for name, value in upstream.headers.multi_items()
             if name.lower() not in HOP_BY_HOP and name.lower() != "x-request-id"
@@ -133,9 +133,8 @@ class UpstreamProxy:
             background=BackgroundTask(upstream.aclose),
         )
         # Keep repeated headers (Set-Cookie, ...) exactly as the upstream sent them.
-        response.raw_headers = headers
+        response.raw_headers = response_headers
         return response
 
     async def close(self) -> None:
         await self._http.aclose()
-

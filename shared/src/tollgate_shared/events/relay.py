@@ -90,7 +90,5 @@ class OutboxRelay:
     async def delete_old_published(self) -> None:
         async with self.engine.begin() as connection:
             await connection.execute(
-                sa.delete(outbox).where(
-                    outbox.c.published_at < sa.func.now() - KEEP_PUBLISHED
-                )
+                sa.delete(outbox).where(outbox.c.published_at < sa.func.now() - KEEP_PUBLISHED)
             )

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 kit_metadata = sa.MetaData()
 
 
-def _outbox_columns() -> list[sa.Column]:  # type: ignore[type-arg]
+def _outbox_columns() -> list[sa.Column]:  # type: ignore[type-arg,unused-ignore]
     return [
         sa.Column("id", UUID(as_uuid=True), primary_key=True),  # the CloudEvent id
         # Publication order (commit order within a transaction); never used as a read cursor.
@@ -24,7 +24,7 @@ def _outbox_columns() -> list[sa.Column]:  # type: ignore[type-arg]
     ]
 
 
-def _inbox_columns() -> list[sa.Column]:  # type: ignore[type-arg]
+def _inbox_columns() -> list[sa.Column]:  # type: ignore[type-arg,unused-ignore]
     return [
         sa.Column("consumer", sa.Text, primary_key=True),
         sa.Column("event_id", sa.Text, primary_key=True),
@@ -35,7 +35,7 @@ def _inbox_columns() -> list[sa.Column]:  # type: ignore[type-arg]
     ]
 
 
-def _dead_letter_columns() -> list[sa.Column]:  # type: ignore[type-arg]
+def _dead_letter_columns() -> list[sa.Column]:  # type: ignore[type-arg,unused-ignore]
     return [
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
         sa.Column("consumer", sa.Text, nullable=False),
