@@ -1,6 +1,8 @@
 """The keys service: organisations, users, memberships, API keys, sign-in and signup."""
 
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -22,12 +24,12 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: KeysSettings | None = None) -> FastAPI:
-    settings = settings or KeysSettings()  # type: ignore[call-arg]
+    settings = settings or KeysSettings()  # type: ignore[call-arg, unused-ignore]
 
     async def on_startup(runtime: ServiceRuntime) -> None:
         await ensure_super_admin(runtime.sessionmaker, settings)
 
-    def background(runtime: ServiceRuntime) -> list:  # type: ignore[type-arg]
+    def background(runtime: ServiceRuntime) -> list[Coroutine[Any, Any, None]]:
         return [
             announce_expiries_forever(
                 runtime.sessionmaker, interval_seconds=settings.expiry_sweep_interval_seconds

@@ -1,5 +1,6 @@
 """Named authorization dependencies for the keys service's endpoints."""
 
+import uuid
 from typing import Annotated
 
 from fastapi import Depends
@@ -11,11 +12,27 @@ from tollgate_shared.identity import (
     OrgIdentity,
     ServiceIdentity,
     read_identity,
-    require_org_identity,
 )
 
 
-def _org_admin(identity: OrgIdentity) -> Identity:
+def principal_uuid(identity: Identity) -> uuid.UUID:
+    """The id of the calling user or API key; 401 when the token does not name one."""
+    try:
+        return uuid.UUID(str(identity.principal_id))
+    except ValueError:
+        raise UnauthorizedError("The identity token names no valid user or API key.") from None
+
+
+def _org_principal(identity: OrgIdentity) -> Identity:
+    """A user or API key of an organisation, named by its id (every org endpoint needs both)."""
+    principal_uuid(identity)
+    return identity
+
+
+OrgMember = Annotated[Identity, Depends(_org_principal)]
+
+
+def _org_admin(identity: OrgMember) -> Identity:
     """An org_admin user, or an API key with the admin scope, of the caller's organisation."""
     allowed = (
         identity.has_role("org_admin")
@@ -27,13 +44,13 @@ def _org_admin(identity: OrgIdentity) -> Identity:
     return identity
 
 
-def _org_user(identity: OrgIdentity) -> Identity:
+def _org_user(identity: OrgMember) -> Identity:
     if identity.principal_type != "user":
         raise ForbiddenError("This needs a signed-in user, not an API key.")
     return identity
 
 
-def _key_reader(identity: OrgIdentity) -> Identity:
+def _key_reader(identity: OrgMember) -> Identity:
     """Any member of the organisation, or an API key with the admin scope."""
     if identity.principal_type == "key" and not identity.has_scope("admin"):
         raise ForbiddenError("Listing keys with an API key needs the admin scope.")
@@ -53,7 +70,6 @@ def _super_admin(identity: Annotated[Identity, Depends(read_identity)]) -> Ident
 
 
 Anyone = AnyIdentity
-OrgMember = Annotated[Identity, Depends(require_org_identity)]
 OrgUser = Annotated[Identity, Depends(_org_user)]
 OrgAdmin = Annotated[Identity, Depends(_org_admin)]
 KeyReader = Annotated[Identity, Depends(_key_reader)]

@@ -19,7 +19,7 @@ def main() -> None:
     serve.add_argument("--port", type=int, default=8101)
     arguments = parser.parse_args()
     if arguments.command == "migrate":
-        settings = KeysSettings()  # type: ignore[call-arg]
+        settings = KeysSettings()  # type: ignore[call-arg, unused-ignore]
         upgrade(migrations_dir=MIGRATIONS_DIR, database_url=settings.database_url, schema=SERVICE)
     else:
         uvicorn.run(
@@ -30,3 +30,7 @@ def main() -> None:
             log_config=None,
             proxy_headers=False,
         )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,7 @@
-from pydantic import EmailStr, Field
+from pydantic import EmailStr, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from tollgate_keys.users.passwords import SECURE, PasswordHashing
 from tollgate_shared.settings import ServiceSettings
 
 
@@ -20,6 +21,14 @@ class KeysSettings(ServiceSettings):
     # Platform super admin, created or updated at start-up when both are set.
     superadmin_email: EmailStr | None = None
     superadmin_password: str | None = None
+    # argon2id cost. "fast-for-tests" exists only so test suites can create many users quickly.
+    password_hashing: PasswordHashing = SECURE
+
+    @model_validator(mode="after")
+    def _refuse_fast_hashing_outside_dev(self) -> "KeysSettings":
+        if self.password_hashing != SECURE and not self.is_dev:
+            raise ValueError("TOLLGATE_KEYS_PASSWORD_HASHING must be 'secure' outside dev mode")
+        return self
 
     def secret_values(self) -> dict[str, str]:
         return {"TOLLGATE_KEYS_TOKEN_PRIVATE_KEY": self.token_private_key}

@@ -23,4 +23,4 @@ def timestamp_field(*, nullable: bool = False, default_now: bool = False, **kwar
         kwargs["default_factory"] = utcnow
     elif nullable:
         kwargs["default"] = None
-    return Field(sa_type=sa.DateTime(timezone=True), nullable=nullable, **kwargs)  # type: ignore[call-overload]
+    return Field(sa_type=sa.DateTime(timezone=True), nullable=nullable, **kwargs)

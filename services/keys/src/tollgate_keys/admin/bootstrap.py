@@ -22,13 +22,18 @@ async def ensure_super_admin(
         if user is None:
             user = await register_user(
                 session,
+                settings=settings,
                 email=email,
                 password=settings.superadmin_password,
                 full_name="Platform admin",
                 org_id=None,
             )
-        elif not await verify_password(settings.superadmin_password, user.password_hash):
-            user.password_hash = await hash_password(settings.superadmin_password)
+        elif not await verify_password(
+            settings.superadmin_password, user.password_hash, hashing=settings.password_hashing
+        ):
+            user.password_hash = await hash_password(
+                settings.superadmin_password, hashing=settings.password_hashing
+            )
         user.is_super_admin = True
         session.add(user)
     logger.info("super admin ensured", email=email)

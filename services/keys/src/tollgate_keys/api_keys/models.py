@@ -22,9 +22,9 @@ class ApiKey(SQLModel, table=True):
     org_id: uuid.UUID = Field(foreign_key=f"{SCHEMA}.organizations.id")
     name: str = Field(max_length=100)
     environment: str = Field(max_length=4)  # live | test
-    scopes: list[str] = Field(sa_type=ARRAY(sa.Text))  # type: ignore[call-overload]
+    scopes: list[str] = Field(sa_type=ARRAY(sa.Text))
     # Stricter-than-plan limits, e.g. {"per_minute": 60}; enforced by the gateway.
-    rate_limit: dict[str, Any] | None = Field(default=None, sa_type=JSONB)  # type: ignore[call-overload]
+    rate_limit: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
     display_prefix: str = Field(max_length=16)
     last_four: str = Field(max_length=4)
     created_by: str | None = Field(default=None, max_length=80)
@@ -34,7 +34,7 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = timestamp_field(nullable=True)
     expiry_announced_at: datetime | None = timestamp_field(nullable=True)
     last_used_at: datetime | None = timestamp_field(nullable=True)
-    request_count: int = Field(default=0, sa_type=sa.BigInteger)  # type: ignore[call-overload]
+    request_count: int = Field(default=0, sa_type=sa.BigInteger)
 
 
 class ApiKeySecret(SQLModel, table=True):

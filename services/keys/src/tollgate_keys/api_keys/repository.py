@@ -120,6 +120,6 @@ class ApiKeyRepository:
                 col(ApiKey.revoked_at).is_(None),
             )
             .limit(limit)
-            .with_for_update(of=ApiKeySecret, skip_locked=True)  # type: ignore[arg-type]
+            .with_for_update(of=ApiKeySecret, skip_locked=True)
         )
         return [(row[0], row[1]) for row in result.all()]

@@ -5,6 +5,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 Scope = Literal["read", "write", "admin"]
+KeyStatus = Literal["active", "revoked", "expired"]
+DEFAULT_SCOPES: tuple[Scope, ...] = ("read", "write")
 MAX_GRACE_SECONDS = 30 * 86400
 
 
@@ -44,7 +46,7 @@ class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: KeyName
-    scopes: Scopes = Field(default_factory=lambda: ["read", "write"])
+    scopes: Scopes = Field(default_factory=lambda: list(DEFAULT_SCOPES))
     environment: Literal["live", "test"] = "live"
     expires_at: FutureTime | None = None
     rate_limit: RateLimitOverride | None = None
@@ -85,7 +87,7 @@ class ApiKeyPublic(BaseModel):
     scopes: list[str]
     masked_key: str
     rate_limit: dict[str, int] | None
-    status: Literal["active", "revoked", "expired"]
+    status: KeyStatus
     created_at: datetime
     updated_at: datetime
     expires_at: datetime | None

@@ -13,6 +13,7 @@ from tollgate_keys.api_keys.schemas import (
     ApiKeyCreate,
     ApiKeyPublic,
     ApiKeyUpdate,
+    KeyStatus,
     KeyUsage,
     VerifiedKey,
 )
@@ -40,7 +41,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def status_of(key: ApiKey, now: datetime | None = None) -> str:
+def status_of(key: ApiKey, now: datetime | None = None) -> KeyStatus:
     if key.revoked_at is not None:
         return "revoked"
     if key.expires_at is not None and key.expires_at <= (now or _now()):
@@ -56,7 +57,7 @@ def to_public(key: ApiKey) -> ApiKeyPublic:
         scopes=key.scopes,
         masked_key=f"{key.display_prefix}…{key.last_four}",
         rate_limit=key.rate_limit,
-        status=status_of(key),  # type: ignore[arg-type]
+        status=status_of(key),
         created_at=key.created_at,
         updated_at=key.updated_at,
         expires_at=key.expires_at,
@@ -80,7 +81,7 @@ def _event_data(key: ApiKey, **extra: Any) -> dict[str, Any]:
 
 
 def _new_secret(key: ApiKey, environment: str) -> tuple[ApiKeySecret, str]:
-    secret = api_key_format.generate_key(environment)  # type: ignore[arg-type]
+    secret = api_key_format.generate_key("test" if environment == "test" else "live")
     key.display_prefix = api_key_format.display_prefix(secret)
     key.last_four = api_key_format.last_four(secret)
     return ApiKeySecret(key_id=key.id, secret_hash=api_key_format.hash_key(secret)), secret
@@ -126,11 +127,24 @@ async def list_keys(
 
 
 async def update_key(session: AsyncSession, *, key: ApiKey, changes: ApiKeyUpdate) -> ApiKey:
+    """Apply the fields sent; values equal to the current ones change nothing and publish
+    nothing."""
     if key.revoked_at is not None:
         raise KeyRevokedError("A revoked key cannot be changed.")
-    fields = changes.model_dump(exclude_unset=True)
-    for name, value in fields.items():
-        setattr(key, name, value)
+    wanted = changes.model_dump(exclude_unset=True)
+    if "rate_limit" in wanted:
+        # Stored like at creation: only the windows that are set.
+        wanted["rate_limit"] = (
+            changes.rate_limit.model_dump(exclude_none=True) if changes.rate_limit else None
+        )
+    changed = sorted(name for name, value in wanted.items() if getattr(key, name) != value)
+    if not changed:
+        return key
+    for name in changed:
+        setattr(key, name, wanted[name])
+    if "expires_at" in changed:
+        # A new expiry is a new moment to announce when it passes.
+        key.expiry_announced_at = None
     key.updated_at = _now()
     session.add(key)
     await session.flush()
@@ -138,7 +152,7 @@ async def update_key(session: AsyncSession, *, key: ApiKey, changes: ApiKeyUpdat
         session,
         KeysEvent.KEY_UPDATED,
         org_id=key.org_id,
-        data=_event_data(key, changed=sorted(fields)),
+        data=_event_data(key, changed=changed),
     )
     return key
 
@@ -203,7 +217,25 @@ async def verify_secret_hash(session: AsyncSession, *, secret_hash: str) -> Veri
 
 
 async def record_usage(session: AsyncSession, *, usage: Sequence[KeyUsage]) -> int:
-    return await ApiKeyRepository(session).record_usage(usage)
+    """Add the request counts and move last_used_at forward; returns how many keys exist.
+
+    A batch may name a key more than once (several gateway flushes): an UPDATE ... FROM a list
+    with duplicates would apply only one of them, so they are combined first.
+    """
+    combined: dict[uuid.UUID, KeyUsage] = {}
+    for item in usage:
+        seen = combined.get(item.key_id)
+        combined[item.key_id] = (
+            item
+            if seen is None
+            # model_construct: the sum may exceed what one report may claim, and that is fine.
+            else KeyUsage.model_construct(
+                key_id=item.key_id,
+                last_used_at=max(seen.last_used_at, item.last_used_at),
+                requests=seen.requests + item.requests,
+            )
+        )
+    return await ApiKeyRepository(session).record_usage(list(combined.values()))
 
 
 async def announce_expiries(session: AsyncSession, *, batch_size: int = 500) -> int:

@@ -2,7 +2,8 @@ import uuid
 
 from fastapi import APIRouter, Request, Response, status
 
-from tollgate_keys.auth import Anyone, OrgAdmin, OrgUser
+from tollgate_keys.auth import Anyone, OrgAdmin, OrgUser, principal_uuid
+from tollgate_keys.database import SessionDep
 from tollgate_keys.members import service
 from tollgate_keys.members.schemas import (
     InvitationAccept,
@@ -13,7 +14,6 @@ from tollgate_keys.members.schemas import (
 )
 from tollgate_keys.users.schemas import TokenPair
 from tollgate_keys.users.service import issue_tokens
-from tollgate_shared.database import SessionDep
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 invitations_router = APIRouter(prefix="/v1/invitations", tags=["members"])
@@ -31,7 +31,7 @@ async def add_member(
 ) -> MemberAdded:
     """An existing user joins at once; a new email gets an invitation token (shown once)."""
     assert identity.org_id is not None
-    invited_by = uuid.UUID(identity.principal_id) if identity.principal_type == "user" else None
+    invited_by = principal_uuid(identity) if identity.principal_type == "user" else None
     return await service.add_or_invite(
         session,
         settings=request.app.state.settings,
@@ -64,7 +64,12 @@ async def accept_invitation(
     body: InvitationAccept, _caller: Anyone, session: SessionDep, request: Request
 ) -> TokenPair:
     """Public: join the inviting organisation and get signed in to it."""
+    settings = request.app.state.settings
     user, org_id = await service.accept_invitation(
-        session, token=body.token, password=body.password, full_name=body.full_name
+        session,
+        settings=settings,
+        token=body.token,
+        password=body.password,
+        full_name=body.full_name,
     )
-    return await issue_tokens(session, settings=request.app.state.settings, user=user, org_id=org_id)
+    return await issue_tokens(session, settings=settings, user=user, org_id=org_id)

@@ -31,7 +31,7 @@ class MemberRepository:
             .where(Membership.org_id == org_id, Membership.user_id == user_id)
         )
         if for_update:
-            query = query.with_for_update(of=Membership)  # type: ignore[arg-type]
+            query = query.with_for_update(of=Membership)
         row = (await self.session.execute(query)).first()
         return (row[0], row[1]) if row else None
 
@@ -45,10 +45,12 @@ class MemberRepository:
         await self.session.flush()
 
     async def lock_admins(self, org_id: uuid.UUID) -> int:
-        """Count org admins, locking their rows so two demotions cannot both pass."""
+        """Count org admins, locking their rows (always in the same order) so two demotions
+        cannot both pass."""
         result = await self.session.execute(
             select(Membership.user_id)
             .where(Membership.org_id == org_id, Membership.role == Role.ORG_ADMIN.value)
+            .order_by(col(Membership.user_id))
             .with_for_update()
         )
         return len(result.all())

@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from tollgate_keys.members.models import Role
+from tollgate_keys.users.schemas import FullName, Password
 
 
 class MemberPublic(BaseModel):
@@ -50,5 +51,5 @@ class InvitationAccept(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     token: str = Field(min_length=10, max_length=200)
-    password: str = Field(min_length=1, max_length=256)
-    full_name: str | None = Field(None, max_length=200)
+    password: Password
+    full_name: FullName | None = None

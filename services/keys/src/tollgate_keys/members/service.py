@@ -117,7 +117,12 @@ async def add_or_invite(
 
 
 async def accept_invitation(
-    session: AsyncSession, *, token: str, password: str, full_name: str | None
+    session: AsyncSession,
+    *,
+    settings: KeysSettings,
+    token: str,
+    password: str,
+    full_name: str | None,
 ) -> tuple[User, uuid.UUID]:
     """New users set their password; existing users confirm theirs. Returns (user, org id)."""
     repository = MemberRepository(session)
@@ -129,12 +134,13 @@ async def accept_invitation(
     if user is None:
         user = await register_user(
             session,
+            settings=settings,
             email=invitation.email,
             password=password,
             full_name=full_name,
             org_id=invitation.org_id,
         )
-    elif not await verify_password(password, user.password_hash):
+    elif not await verify_password(password, user.password_hash, hashing=settings.password_hashing):
         raise InvalidCredentialsError("This email has an account: use its password to accept.")
     await add_membership(session, org_id=invitation.org_id, user=user, role=Role(invitation.role))
     invitation.accepted_at = now
@@ -155,10 +161,13 @@ async def change_role(
     session: AsyncSession, *, org_id: uuid.UUID, user_id: uuid.UUID, role: Role
 ) -> MemberPublic:
     repository = MemberRepository(session)
+    # The admins' rows are locked before the member's own row: locking the member first let
+    # two admins demoting each other at once deadlock (and answer 500).
+    admins = await repository.lock_admins(org_id)
     membership, user = await _get(repository, org_id=org_id, user_id=user_id)
     if membership.role == role.value:
         return to_public(membership, user)
-    if membership.role == Role.ORG_ADMIN.value and await repository.lock_admins(org_id) <= 1:
+    if membership.role == Role.ORG_ADMIN.value and admins <= 1:
         raise LastAdminError("Make someone else org_admin before changing this role.")
     previous = membership.role
     membership.role = role.value
@@ -175,8 +184,9 @@ async def change_role(
 
 async def remove_member(session: AsyncSession, *, org_id: uuid.UUID, user_id: uuid.UUID) -> None:
     repository = MemberRepository(session)
+    admins = await repository.lock_admins(org_id)  # before the member's row, as in change_role
     membership, user = await _get(repository, org_id=org_id, user_id=user_id)
-    if membership.role == Role.ORG_ADMIN.value and await repository.lock_admins(org_id) <= 1:
+    if membership.role == Role.ORG_ADMIN.value and admins <= 1:
         raise LastAdminError("The last org_admin cannot be removed.")
     event = _member_event(membership, user)
     await repository.delete(membership)

@@ -21,9 +21,15 @@ async def get_organization(session: AsyncSession, *, org_id: uuid.UUID) -> Organ
 
 
 async def create_organization(
-    session: AsyncSession, *, name: str, created_by: uuid.UUID
+    session: AsyncSession,
+    *,
+    name: str,
+    created_by: uuid.UUID,
+    organization_id: uuid.UUID | None = None,
 ) -> Organization:
-    organization = await OrganizationRepository(session).add(Organization(name=name))
+    organization = await OrganizationRepository(session).add(
+        Organization(id=organization_id or uuid.uuid4(), name=name)
+    )
     await publish(
         session,
         KeysEvent.ORGANIZATION_CREATED,

@@ -2,7 +2,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from tollgate_keys.api_keys.schemas import ApiKeyCreated
 from tollgate_keys.organizations.schemas import OrganizationName, OrganizationPublic
-from tollgate_keys.users.schemas import TokenPair, UserPublic
+from tollgate_keys.users.schemas import FullName, Password, TokenPair, UserPublic
 
 
 class SignupRequest(BaseModel):
@@ -10,8 +10,8 @@ class SignupRequest(BaseModel):
 
     organization_name: OrganizationName
     email: EmailStr
-    password: str = Field(min_length=1, max_length=256)
-    full_name: str | None = Field(None, max_length=200)
+    password: Password
+    full_name: FullName | None = None
 
 
 class SignupResult(BaseModel):

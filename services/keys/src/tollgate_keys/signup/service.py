@@ -1,5 +1,7 @@
 """Self-serve signup: organisation, its first admin, its first API key, in one transaction."""
 
+import uuid
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate_keys.api_keys import service as api_keys
@@ -19,15 +21,18 @@ FIRST_KEY_NAME = "Default key"
 async def sign_up(
     session: AsyncSession, *, settings: KeysSettings, request: SignupRequest
 ) -> SignupResult:
+    # The id is chosen first so that user.created already names the organisation.
+    organization_id = uuid.uuid4()
     user = await register_user(
         session,
+        settings=settings,
         email=str(request.email),
         password=request.password,
         full_name=request.full_name,
-        org_id=None,
+        org_id=organization_id,
     )
     organization = await create_organization(
-        session, name=request.organization_name, created_by=user.id
+        session, organization_id=organization_id, name=request.organization_name, created_by=user.id
     )
     await add_membership(session, org_id=organization.id, user=user, role=Role.ORG_ADMIN)
     key, secret = await api_keys.create_key(

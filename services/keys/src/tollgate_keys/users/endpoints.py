@@ -1,8 +1,8 @@
-import uuid
-
 from fastapi import APIRouter, Request, Response, status
+from fastapi.responses import JSONResponse
 
-from tollgate_keys.auth import Anyone
+from tollgate_keys.auth import Anyone, principal_uuid
+from tollgate_keys.database import SessionDep
 from tollgate_keys.users import service
 from tollgate_keys.users.repository import UserRepository
 from tollgate_keys.users.schemas import (
@@ -13,8 +13,7 @@ from tollgate_keys.users.schemas import (
     TokenPair,
     UserPublic,
 )
-from tollgate_shared.database import SessionDep
-from tollgate_shared.errors import UnauthorizedError
+from tollgate_shared.errors import UnauthorizedError, problem_response
 from tollgate_shared.identity import AnyIdentity
 
 auth_router = APIRouter(prefix="/v1/auth", tags=["sign-in"])
@@ -35,14 +34,30 @@ async def login(
     )
 
 
-@auth_router.post("/refresh", response_model=TokenPair)
+@auth_router.post(
+    "/refresh",
+    response_model=TokenPair,
+    responses={401: {"description": "Unknown, expired or already used refresh token"}},
+)
 async def refresh(
     body: RefreshRequest, _caller: Anyone, session: SessionDep, request: Request
-) -> TokenPair:
+) -> TokenPair | JSONResponse:
     """A new token pair; the refresh token sent is used up."""
-    return await service.refresh(
-        session, settings=request.app.state.settings, token=body.refresh_token
-    )
+    try:
+        return await service.refresh(
+            session, settings=request.app.state.settings, token=body.refresh_token
+        )
+    except service.RefreshTokenReusedError as error:
+        # Answered, not raised: a raised error rolls the request back, and the revocation of
+        # every refresh token of the user must be committed.
+        return problem_response(
+            request,
+            status=error.status,
+            type_=error.type,
+            title=error.title,
+            detail=error.detail,
+            headers=error.headers,
+        )
 
 
 @auth_router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
@@ -54,9 +69,9 @@ async def logout(body: RefreshRequest, _caller: Anyone, session: SessionDep) -> 
 @me_router.get("", response_model=Me)
 async def me(identity: AnyIdentity, session: SessionDep) -> Me:
     """Who the caller is: the signed-in user and their memberships, or the API key."""
-    if identity.principal_type == "user" and identity.principal_id:
+    if identity.principal_type == "user":
         repository = UserRepository(session)
-        user = await repository.get(uuid.UUID(identity.principal_id))
+        user = await repository.get(principal_uuid(identity))
         if user is None:
             raise UnauthorizedError("This user no longer exists.")
         memberships = await repository.memberships(user.id)
@@ -79,7 +94,7 @@ async def me(identity: AnyIdentity, session: SessionDep) -> Me:
         raise UnauthorizedError("Sign in or use an API key.")
     return Me(
         principal_type="key",
-        key_id=uuid.UUID(identity.principal_id) if identity.principal_id else None,
+        key_id=principal_uuid(identity),
         organization_id=identity.org_id,
         roles=[],
         scopes=sorted(identity.scopes),

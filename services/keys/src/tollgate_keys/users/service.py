@@ -6,9 +6,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollgate_keys.events import KeysEvent, publish
-
 from tollgate_keys.config import KeysSettings
+from tollgate_keys.events import KeysEvent, publish
 from tollgate_keys.members.models import Membership
 from tollgate_keys.organizations.models import Organization
 from tollgate_keys.users.models import RefreshToken, User
@@ -37,6 +36,10 @@ class InvalidCredentialsError(UnauthorizedError):
 
 class InvalidRefreshTokenError(UnauthorizedError):
     slug, title = "invalid-refresh-token", "Invalid refresh token"
+
+
+class RefreshTokenReusedError(InvalidRefreshTokenError):
+    """The user's refresh tokens were revoked: that revocation must be committed."""
 
 
 class NoMembershipError(ForbiddenError):
@@ -109,7 +112,10 @@ async def login(
     org_id: uuid.UUID | None,
 ) -> TokenPair:
     user = await UserRepository(session).get_by_email(email)
-    if not await verify_password(password, user.password_hash if user else None) or user is None:
+    password_hash = user.password_hash if user else None
+    # Verified even for an unknown email (against a dummy hash): both answers take as long.
+    valid = await verify_password(password, password_hash, hashing=settings.password_hashing)
+    if not valid or user is None:
         raise InvalidCredentialsError()
     return await issue_tokens(session, settings=settings, user=user, org_id=org_id)
 
@@ -124,7 +130,7 @@ async def refresh(session: AsyncSession, *, settings: KeysSettings, token: str) 
         raise InvalidRefreshTokenError()
     if stored.revoked_at is not None:
         await repository.revoke_refresh_tokens(user_id=stored.user_id, at=now)
-        raise InvalidRefreshTokenError("This refresh token was already used; sign in again.")
+        raise RefreshTokenReusedError("This refresh token was already used; sign in again.")
     stored.revoked_at = now
     session.add(stored)
     user = await repository.get(stored.user_id)
@@ -151,6 +157,7 @@ class WeakPasswordError(ValidationProblem):
 async def register_user(
     session: AsyncSession,
     *,
+    settings: KeysSettings,
     email: str,
     password: str,
     full_name: str | None,
@@ -161,13 +168,19 @@ async def register_user(
     if problems := password_problems(password, email=email):
         raise WeakPasswordError(
             "The password " + "; ".join(problems) + ".",
-            errors=[{"loc": ["body", "password"], "message": p, "type": "weak_password"}
-                    for p in problems],
+            errors=[
+                {"loc": ["body", "password"], "message": p, "type": "weak_password"}
+                for p in problems
+            ],
         )
     repository = UserRepository(session)
     if await repository.get_by_email(email) is not None:
         raise EmailTakenError("An account with this email already exists; sign in instead.")
-    user = User(email=email, full_name=full_name, password_hash=await hash_password(password))
+    user = User(
+        email=email,
+        full_name=full_name,
+        password_hash=await hash_password(password, hashing=settings.password_hashing),
+    )
     try:
         async with session.begin_nested():
             await repository.add(user)
