@@ -1,0 +1,84 @@
+"""Concurrent requests on committed data (separate connections, like separate replicas)."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from .conftest import STRONG_PASSWORD
+
+
+@pytest.fixture
+async def committing_client(committed_keys_app) -> AsyncIterator[httpx.AsyncClient]:
+    """Requests commit for real, each on its own connection (a database of its own)."""
+    transport = httpx.ASGITransport(app=committed_keys_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://keys") as http:
+        yield http
+
+
+async def _org_with_two_admins(http, mint_identity):
+    anonymous = mint_identity("anonymous")
+    signups = []
+    for name in ("Twin A", "Twin B"):
+        response = await http.post(
+            "/v1/signup",
+            json={
+                "organization_name": name,
+                "email": f"twin-{uuid.uuid4().hex[:8]}@example.com",
+                "password": STRONG_PASSWORD,
+            },
+            headers=anonymous,
+        )
+        assert response.status_code == 201, response.text
+        signups.append(response.json())
+    org_id = uuid.UUID(signups[0]["organization"]["id"])
+    first, second = (uuid.UUID(body["user"]["id"]) for body in signups)
+
+    def admin(user_id):
+        return mint_identity("user", principal_id=str(user_id), org_id=org_id, roles=("org_admin",))
+
+    added = await http.post(
+        "/v1/members",
+        json={"email": signups[1]["user"]["email"], "role": "org_admin"},
+        headers=admin(first),
+    )
+    assert added.status_code == 201, added.text
+    return first, second, admin
+
+
+async def test_two_admins_demoting_each_other_at_once_leave_one_admin(
+    committing_client, mint_identity
+):
+    for _ in range(3):
+        first, second, admin = await _org_with_two_admins(committing_client, mint_identity)
+        responses = await asyncio.gather(
+            committing_client.patch(
+                f"/v1/members/{first}", json={"role": "member"}, headers=admin(second)
+            ),
+            committing_client.patch(
+                f"/v1/members/{second}", json={"role": "member"}, headers=admin(first)
+            ),
+        )
+        assert sorted(response.status_code for response in responses) == [200, 409], [
+            response.text for response in responses
+        ]
+        members = (await committing_client.get("/v1/members", headers=admin(first))).json()
+        assert [m["role"] for m in members].count("org_admin") == 1
+
+
+async def test_demoting_and_removing_the_two_admins_at_once_leave_one_admin(
+    committing_client, mint_identity
+):
+    for _ in range(3):
+        first, second, admin = await _org_with_two_admins(committing_client, mint_identity)
+        responses = await asyncio.gather(
+            committing_client.delete(f"/v1/members/{first}", headers=admin(second)),
+            committing_client.patch(
+                f"/v1/members/{second}", json={"role": "member"}, headers=admin(first)
+            ),
+        )
+        assert sorted(response.status_code for response in responses) in ([204, 409], [200, 409])
+        members = (await committing_client.get("/v1/members", headers=admin(first))).json()
+        assert [m["role"] for m in members].count("org_admin") == 1
