@@ -69,3 +69,4 @@ async def test_typed_errors_and_unknown_routes_and_bugs():
     assert wrong_method.status_code == 405
     assert bug.status_code == 500
     assert "a bug" not in bug.text
+    assert bug.json()["request_id"] == bug.headers["x-request-id"]

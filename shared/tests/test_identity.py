@@ -10,7 +10,7 @@ def test_identity_round_trips_through_a_signed_token():
     private, public = generate_keypair()
     identity = Identity(
         principal_type="key",
-        principal_id="k1",
+        principal_id=str(uuid.uuid4()),
         org_id=uuid.uuid4(),
         scopes=frozenset({"read"}),
         plan="pro",

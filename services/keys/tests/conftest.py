@@ -1,9 +1,6 @@
-import contextlib
-import fcntl
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +16,6 @@ from tollgate_shared.events.tables import outbox
 from tollgate_shared.identity import TokenVerifier, generate_keypair
 from tollgate_shared.migrations import upgrade
 from tollgate_shared.testing.database import rolled_back_sessions
-from tollgate_shared.testing.servers import postgres_server
 
 STRONG_PASSWORD = "correct horse battery staple"
 # Every table of the keys schema, the kit's outbox included: "changes nothing" means all of them.
@@ -33,31 +29,6 @@ TABLES = (
     "api_key_secrets",
     "outbox",
 )
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    with lock_path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The kit's server, but started by one xdist worker at a time.
-
-    Workers share one pgserver data directory; when two start it at the same moment, pgserver
-    fails (FileExistsError on the data directory, or pg_ctl timing out), erroring every test of
-    one worker in about one run out of five. To be removed once the kit's plugin takes this lock.
-    """
-    work_dir = tmp_path_factory.getbasetemp().parent
-    with contextlib.ExitStack() as server:
-        with _exclusive(work_dir / "tollgate-pgserver.lock"):
-            url = server.enter_context(postgres_server(work_dir))
-        yield url
 
 
 @pytest.fixture(scope="session")

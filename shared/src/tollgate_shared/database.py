@@ -51,4 +51,7 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
 
 
-SessionDep = Annotated[AsyncSession, Depends(request_session)]
+# scope="function": the commit runs before the response is sent, so a failed commit is reported
+# and a client never reads ahead of its own write. Every endpoint must use this one alias:
+# FastAPI shares a session between dependencies only when they declare the same scope.
+SessionDep = Annotated[AsyncSession, Depends(request_session, scope="function")]

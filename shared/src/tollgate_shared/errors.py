@@ -2,7 +2,6 @@
 
 from typing import Any
 
-import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -11,7 +10,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 PROBLEM_BASE = "https://tollgate.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
 
-logger = structlog.get_logger(__name__)
 
 
 class ProblemError(Exception):
@@ -146,19 +144,9 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error", path=request.url.path)
-    return problem_response(
-        request,
-        status=500,
-        type_=PROBLEM_BASE + "internal-error",
-        title="Internal server error",
-        detail="An unexpected error happened; it has been logged with this request id.",
-    )
-
-
 def install_problem_handlers(app: FastAPI) -> None:
+    """Problems for our errors, validation and routing; unexpected errors are answered by
+    RequestContextMiddleware so the 500 carries the request id too."""
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
-    app.add_exception_handler(Exception, _on_unexpected)

@@ -59,13 +59,23 @@ class Identity:
 
     @classmethod
     def from_claims(cls, claims: dict[str, Any]) -> "Identity":
+        """Raise ValueError for claims no gateway would sign (wrong types, missing ids)."""
+        principal_type = claims.get("ptype")
+        if principal_type not in ("user", "key", "service", "anonymous"):
+            raise ValueError(f"unknown principal type {principal_type!r}")
+        principal_id = claims.get("sub")
+        if principal_type in ("user", "key"):
+            principal_id = str(uuid.UUID(str(principal_id)))  # ValueError when not a UUID
+        roles, scopes = claims.get("roles", []), claims.get("scopes", [])
+        if not isinstance(roles, list) or not isinstance(scopes, list):
+            raise ValueError("roles and scopes must be lists")
         org = claims.get("org")
         return cls(
-            principal_type=claims["ptype"],
-            principal_id=claims.get("sub"),
-            org_id=uuid.UUID(org) if org else None,
-            roles=frozenset(claims.get("roles") or ()),
-            scopes=frozenset(claims.get("scopes") or ()),
+            principal_type=principal_type,
+            principal_id=principal_id,
+            org_id=uuid.UUID(str(org)) if org else None,
+            roles=frozenset(str(role) for role in roles),
+            scopes=frozenset(str(scope) for scope in scopes),
             plan=claims.get("plan"),
             request_id=claims.get("rid"),
         )
@@ -108,7 +118,7 @@ class TokenSigner:
             "iss": self.issuer,
             "aud": self.audience,
             "iat": now,
-            "exp": now + (ttl_seconds or self.ttl_seconds),
+            "exp": now + (self.ttl_seconds if ttl_seconds is None else ttl_seconds),
             "jti": uuid.uuid4().hex,
         }
         return jwt.encode(payload, self._key, algorithm=ALGORITHM)

@@ -1,5 +1,6 @@
 """Pure-ASGI request middleware: request id, structlog context, metrics, one access log line."""
 
+import json
 import re
 import time
 import uuid
@@ -7,6 +8,7 @@ import uuid
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tollgate_shared.errors import PROBLEM_BASE, PROBLEM_JSON
 from tollgate_shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -47,10 +49,13 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
+        response_started = False
 
         async def send_with_request_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
+                nonlocal response_started
+                response_started = True
                 status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [
@@ -61,6 +66,13 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            # Answered here rather than by Starlette's outermost error middleware, so that even
+            # a 500 carries its request id in the header as well as in the body.
+            logger.exception("unhandled error", path=scope["path"])
+            if response_started:
+                raise
+            await _internal_error(scope, send_with_request_id, request_id)
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
@@ -75,3 +87,27 @@ class RequestContextMiddleware:
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),
                 )
+
+
+async def _internal_error(scope: Scope, send: Send, request_id: str) -> None:
+    body = json.dumps(
+        {
+            "type": PROBLEM_BASE + "internal-error",
+            "title": "Internal server error",
+            "status": 500,
+            "detail": "An unexpected error happened; it has been logged with this request id.",
+            "instance": scope["path"],
+            "request_id": request_id,
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,5 +1,6 @@
 """Where tests find PostgreSQL and NATS: env URLs, else embedded servers, else testcontainers."""
 
+import fcntl
 import os
 import uuid
 from collections.abc import Iterator
@@ -10,6 +11,16 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from tollgate_shared.embedded import EmbeddedNats, EmbeddedPostgres
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    with lock_path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _docker_answers() -> bool:
@@ -30,7 +41,9 @@ def postgres_server(work_dir: Path) -> Iterator[str]:
         return
     try:
         embedded = EmbeddedPostgres(work_dir / "pgdata")
-        url = embedded.start()
+        # xdist workers share one data directory; starting it twice at once fails.
+        with _exclusive(work_dir / "pgdata.lock"):
+            url = embedded.start()
     except ImportError:
         if not _docker_answers():
             raise

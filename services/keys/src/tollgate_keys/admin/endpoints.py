@@ -5,9 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from tollgate_keys.auth import SuperAdmin
-from tollgate_keys.database import SessionDep
 from tollgate_keys.organizations.schemas import OrganizationPublic
 from tollgate_keys.organizations.service import list_organizations
+from tollgate_shared.database import SessionDep
 from tollgate_shared.pagination import Page, PageParams, page_params
 
 router = APIRouter(prefix="/v1/admin", tags=["platform admin"])

@@ -16,7 +16,7 @@ from tollgate_keys.api_keys.schemas import (
 )
 from tollgate_keys.auth import KeyReader, OrgAdmin
 from tollgate_keys.config import KeysSettings
-from tollgate_keys.database import SessionDep
+from tollgate_shared.database import SessionDep
 from tollgate_shared.identity import Identity
 from tollgate_shared.pagination import Page, PageParams, page_params
 

@@ -5,7 +5,7 @@ from fastapi import APIRouter
 from tollgate_keys.api_keys import service
 from tollgate_keys.api_keys.schemas import KeyUsageReport, KeyVerificationRequest, VerifiedKey
 from tollgate_keys.auth import GatewayService
-from tollgate_keys.database import SessionDep
+from tollgate_shared.database import SessionDep
 
 router = APIRouter(prefix="/internal/v1/keys", tags=["internal"])
 

@@ -3,7 +3,6 @@ import uuid
 from fastapi import APIRouter, Request, Response, status
 
 from tollgate_keys.auth import Anyone, OrgAdmin, OrgUser, principal_uuid
-from tollgate_keys.database import SessionDep
 from tollgate_keys.members import service
 from tollgate_keys.members.schemas import (
     InvitationAccept,
@@ -14,6 +13,7 @@ from tollgate_keys.members.schemas import (
 )
 from tollgate_keys.users.schemas import TokenPair
 from tollgate_keys.users.service import issue_tokens
+from tollgate_shared.database import SessionDep
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 invitations_router = APIRouter(prefix="/v1/invitations", tags=["members"])

@@ -1,9 +1,9 @@
 from fastapi import APIRouter
 
 from tollgate_keys.auth import OrgAdmin, OrgMember
-from tollgate_keys.database import SessionDep
 from tollgate_keys.organizations import service
 from tollgate_keys.organizations.schemas import OrganizationPublic, OrganizationUpdate
+from tollgate_shared.database import SessionDep
 
 router = APIRouter(prefix="/v1/organization", tags=["organisation"])
 

@@ -1,9 +1,9 @@
 from fastapi import APIRouter, Request, status
 
 from tollgate_keys.auth import Anyone
-from tollgate_keys.database import SessionDep
 from tollgate_keys.signup import service
 from tollgate_keys.signup.schemas import SignupRequest, SignupResult
+from tollgate_shared.database import SessionDep
 
 router = APIRouter(prefix="/v1/signup", tags=["signup"])
 

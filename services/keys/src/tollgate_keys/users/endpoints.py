@@ -2,7 +2,6 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from tollgate_keys.auth import Anyone, principal_uuid
-from tollgate_keys.database import SessionDep
 from tollgate_keys.users import service
 from tollgate_keys.users.repository import UserRepository
 from tollgate_keys.users.schemas import (
@@ -13,6 +12,7 @@ from tollgate_keys.users.schemas import (
     TokenPair,
     UserPublic,
 )
+from tollgate_shared.database import SessionDep
 from tollgate_shared.errors import UnauthorizedError, problem_response
 from tollgate_shared.identity import AnyIdentity
 
