@@ -116,3 +116,34 @@ async def test_expired_key_is_401(http, gateway, sign_up):
     response = await http.get(f"{gateway.url}/api/demo/hello", headers=bearer(key))
     assert response.status_code == 401
     assert "expired" in response.json()["detail"]
+
+
+async def test_a_key_made_valid_again_is_accepted_by_other_replicas(
+    http, gateway, replicas, sign_up
+):
+    """A replica remembers a refused secret for a few seconds; the key's change event makes it
+    forget, so a key whose expiry was removed works again everywhere."""
+    import asyncio
+
+    account = await sign_up()
+    admin = bearer(account["tokens"]["access_token"])
+    expires_at = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    created = (
+        await http.post(
+            f"{gateway.url}/v1/keys", json={"name": "k", "expires_at": expires_at}, headers=admin
+        )
+    ).json()
+    await asyncio.sleep(1.2)
+    replica_hello = f"{replicas[0].url}/api/demo/hello"
+    refused = await http.get(replica_hello, headers=bearer(created["key"]))
+    assert refused.status_code == 401  # asked the keys service, now remembered as invalid
+    revived = await http.patch(
+        f"{gateway.url}/v1/keys/{created['id']}", json={"expires_at": None}, headers=admin
+    )
+    assert revived.status_code == 200, revived.text
+    for _ in range(100):
+        again = await http.get(replica_hello, headers=bearer(created["key"]))
+        if again.status_code == 200:
+            break
+        await asyncio.sleep(0.02)
+    assert again.status_code == 200

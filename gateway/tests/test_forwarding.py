@@ -110,3 +110,21 @@ async def test_huge_headers_are_refused(http, gateway):
     response = await http.get(f"{gateway.url}/api/demo/hello", headers={"X-Big": "a" * 200_000})
     assert response.status_code == 431
     assert response.json()["type"].endswith("/headers-too-large")
+
+
+async def test_only_what_the_client_sent_is_forwarded_and_headers_are_not_doubled(gateway, sign_up):
+    account = await sign_up()
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(
+        f"GET /api/demo/echo HTTP/1.1\r\nHost: gw\r\n"
+        f"Authorization: Bearer {account['api_key']['key']}\r\nConnection: close\r\n\r\n".encode()
+    )
+    raw = await reader.read()
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    header_names = [line.split(b":")[0].lower() for line in head.split(b"\r\n")[1:]]
+    assert header_names.count(b"date") == 1
+    assert header_names.count(b"server") <= 1
+    forwarded = json.loads(body)["headers"]
+    assert "accept-encoding" not in forwarded
+    assert "python-httpx" not in forwarded.get("user-agent", "")

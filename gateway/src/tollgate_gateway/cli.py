@@ -18,9 +18,8 @@ def main() -> None:
         host=arguments.host,
         port=arguments.port,
         log_config=None,
+        # X-Forwarded-* from clients are not trusted; the gateway sets its own for upstreams.
         proxy_headers=False,
-        # Client headers beyond this size are refused by the server with 431, before routing.
-        h11_max_incomplete_event_size=64 * 1024,
     )
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from tollgate_shared.settings import CommonSettings
+from tollgate_shared.settings import CommonSettings, Ed25519PrivateKey, Ed25519PublicKey
 
 
 class GatewaySettings(CommonSettings):
@@ -12,9 +12,9 @@ class GatewaySettings(CommonSettings):
     )
 
     # Signs the identity token forwarded to services (they hold the public half).
-    identity_private_key: str = ""
+    identity_private_key: Ed25519PrivateKey = ""
     # Verifies user access tokens minted by the keys service.
-    user_token_public_key: str = ""
+    user_token_public_key: Ed25519PublicKey = ""
     identity_ttl_seconds: int = Field(60, ge=5, le=3600)
 
     keys_url: str = "http://127.0.0.1:8101"

@@ -22,6 +22,7 @@ from tollgate_gateway.routing.proxy import (
 from tollgate_gateway.routing.table import RouteTable
 from tollgate_shared.errors import UnauthorizedError
 from tollgate_shared.identity import IDENTITY_HEADER, Identity, TokenSigner
+from tollgate_shared.middleware import ROUTE_LABEL
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Gateway:
         route = self.routes.match(raw_path)
         if route is None:
             raise RouteNotFoundError(f"No route serves {request.url.path}.")
+        request.scope[ROUTE_LABEL] = route.name
         if request.method not in route.methods:
             raise MethodNotAllowedError(
                 f"{request.method} is not allowed here.",

@@ -1,4 +1,4 @@
-"""The API key format every process agrees on (see docs/adr/0002-api-key-format.md).
+"""The API key format every process agrees on (see docs/adr/0002-api-key-format-and-storage.md).
 
 tg_live_ or tg_test_ + 32 base62 random characters (190 bits, CSPRNG) + 6 base62 characters of
 CRC32 over everything before them. The checksum lets the gateway refuse typos and garbage

@@ -12,6 +12,7 @@ from tollgate_shared.errors import PROBLEM_BASE, PROBLEM_JSON
 from tollgate_shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 REQUEST_ID_HEADER = b"x-request-id"
+ROUTE_LABEL = "tollgate.route_label"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -75,8 +76,8 @@ class RequestContextMiddleware:
             await _internal_error(scope, send_with_request_id, request_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            route_name = getattr(route, "path", "unmatched")
+            # A proxy names its routes itself (ROUTE_LABEL); an app has its path templates.
+            route_name = scope.get(ROUTE_LABEL) or getattr(scope.get("route"), "path", "unmatched")
             HTTP_REQUESTS.labels(self.service, scope["method"], route_name, str(status)).inc()
             HTTP_LATENCY.labels(self.service, scope["method"], route_name).observe(elapsed)
             if scope["path"] not in _QUIET_PATHS:

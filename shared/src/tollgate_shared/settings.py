@@ -1,16 +1,44 @@
-"""Settings base: common variables without a prefix, service variables with TOLLGATE_<SERVICE>_."""
+"""Settings base: common variables without a service prefix, process variables with one.
 
-from typing import Literal
+Only the TOLLGATE_* names are read from the environment; field names work as keyword arguments.
+"""
 
-from pydantic import AliasChoices, Field, model_validator
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tollgate_shared.identity import load_private_key, load_public_key
 
 Environment = Literal["dev", "test", "production"]
 
 
-def common(name: str) -> AliasChoices:
-    """Read a setting shared by every process (TOLLGATE_<NAME>) or pass it by field name."""
-    return AliasChoices(f"TOLLGATE_{name.upper()}", name)
+def common(name: str) -> str:
+    """The environment variable of a setting shared by every process: TOLLGATE_<NAME>."""
+    return f"TOLLGATE_{name.upper()}"
+
+
+def _private_key(value: str) -> str:
+    if value:
+        try:
+            load_private_key(value)
+        except ValueError as error:
+            raise ValueError("not a base64url Ed25519 private key (32 bytes)") from error
+    return value
+
+
+def _public_key(value: str) -> str:
+    if value:
+        try:
+            load_public_key(value)
+        except ValueError as error:
+            raise ValueError("not a base64url Ed25519 public key (32 bytes)") from error
+    return value
+
+
+# Checked when settings load, so a bad key stops the process at start, not at first use.
+Ed25519PrivateKey = Annotated[str, AfterValidator(_private_key)]
+Ed25519PublicKey = Annotated[str, AfterValidator(_public_key)]
 
 
 class CommonSettings(BaseSettings):
@@ -43,9 +71,20 @@ class CommonSettings(BaseSettings):
         return {}
 
 
+class DatabaseSettings(BaseSettings):
+    """Just the database: what a migration needs."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(validation_alias=common("database_url"))
+
+
 class ServiceSettings(CommonSettings):
     """What every service behind the gateway needs. Subclasses set env_prefix="TOLLGATE_<NAME>_"."""
 
     database_url: str = Field(validation_alias=common("database_url"))
-    # Base64url Ed25519 public key of the gateway: services verify identity tokens, never mint them.
-    identity_public_key: str = Field(validation_alias=common("identity_public_key"))
+    # The gateway's public key: services verify identity tokens, never mint them.
+    identity_public_key: Ed25519PublicKey = Field(validation_alias=common("identity_public_key"))
+
+    def secret_values(self) -> dict[str, str]:
+        return {"TOLLGATE_IDENTITY_PUBLIC_KEY": self.identity_public_key}

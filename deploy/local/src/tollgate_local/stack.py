@@ -124,7 +124,7 @@ class Stack:
         keys_url = f"http://127.0.0.1:{self.ports.keys}"
         demo_url = f"http://127.0.0.1:{self.ports.demo_upstream}"
         gateway_url = f"http://127.0.0.1:{self.ports.gateway}"
-        routes_file = self._write_routes(demo_url)
+        routes_file = self._routes_file(demo_url)
         log_dir = self.state_dir / "logs"
         self.processes = {
             "keys": ManagedProcess(
@@ -202,11 +202,15 @@ class Stack:
         self._nats = EmbeddedNats(self.state_dir / "nats", port=self.ports.nats)
         return self._nats.start()
 
-    def _write_routes(self, demo_url: str) -> Path:
+    def _routes_file(self, demo_url: str) -> Path:
+        """The operator's own routes file when TOLLGATE_GATEWAY_ROUTES_FILE names one, else a
+        file routing /api/demo to the demo upstream."""
+        if own := os.environ.get("TOLLGATE_GATEWAY_ROUTES_FILE"):
+            return Path(own).resolve()
         path = self.state_dir / "routes.toml"
         path.write_text(
-            "# Written by the launcher at every start; your own routes go in a file of yours,\n"
-            "# named by TOLLGATE_GATEWAY_ROUTES_FILE.\n"
+            "# Written by the launcher at every start. To route your own API instead, write a\n"
+            "# file like this one and start with TOLLGATE_GATEWAY_ROUTES_FILE=/path/to/it.\n"
             "[[routes]]\n"
             'name = "demo"\n'
             'prefix = "/api/demo"\n'

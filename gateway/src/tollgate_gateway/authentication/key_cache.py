@@ -72,7 +72,9 @@ class KeyCache:
             self._unknown[secret_hash] = time.monotonic() + self.negative_seconds
 
     def evict_key(self, key_id: uuid.UUID) -> int:
-        """Forget every secret of a key (revoked, rotated, changed, expired)."""
+        """Forget every secret of a key (revoked, rotated, changed, expired). Remembered-invalid
+        hashes are forgotten too: a change may have made one valid again (expiry removed)."""
+        self._unknown.clear()
         hashes = self._hashes_by_key.pop(key_id, set())
         for secret_hash in hashes:
             self._by_hash.pop(secret_hash, None)

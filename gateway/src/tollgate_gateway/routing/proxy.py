@@ -14,6 +14,8 @@ from tollgate_gateway.errors import (
 )
 from tollgate_shared.errors import BadRequestError
 
+# The gateway's own server sets these on every response; the upstream's copies would duplicate.
+SERVER_SET = frozenset({"date", "server", "x-request-id"})
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -111,6 +113,8 @@ class UpstreamProxy:
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
             follow_redirects=False,
         )
+        # Forward what the client sent, not httpx's defaults (Accept-Encoding, User-Agent...).
+        self._http.headers.clear()
 
     async def forward(
         self, *, method: str, url: str, headers: list[tuple[str, str]], body: bytes
@@ -125,7 +129,7 @@ class UpstreamProxy:
         response_headers = [
             (name.lower().encode("latin-1"), value.encode("latin-1"))
             for name, value in upstream.headers.multi_items()
-            if name.lower() not in HOP_BY_HOP and name.lower() != "x-request-id"
+            if name.lower() not in HOP_BY_HOP and name.lower() not in SERVER_SET
         ]
         response = StreamingResponse(
             upstream.aiter_raw(),

@@ -82,8 +82,9 @@ class OperatorRoute(BaseModel):
     prefix: str = Field(pattern=r"^/[A-Za-z0-9._~/-]*$")
     upstream: HttpUrl
     credential: Credential = "key"
+    # None: read for GET/HEAD/OPTIONS, write for the rest. [] means any key may call.
     scopes: list[Literal["read", "write", "admin"]] | None = None
-    methods: list[str] | None = None
+    methods: list[str] | None = Field(None, min_length=1)
     strip_prefix: bool = True
     meter: str | None = Field("api_requests", pattern=r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -92,8 +93,10 @@ class OperatorRoute(BaseModel):
     def _not_reserved(cls, prefix: str) -> str:
         if ".." in prefix.split("/") or "//" in prefix:
             raise ValueError("prefix must be a clean path")
+        if prefix == "/":
+            raise ValueError("a route cannot take the whole gateway")
         for reserved in RESERVED_PREFIXES:
-            if prefix == reserved or prefix.startswith(reserved + "/") or prefix == "/":
+            if prefix == reserved or prefix.startswith((reserved + "/", reserved + ".")):
                 raise ValueError(f"prefix {prefix} is reserved for Tollgate itself")
         return prefix.rstrip("/")
 
@@ -117,7 +120,7 @@ class OperatorRoute(BaseModel):
             upstream=upstream,
             credential=self.credential,
             scopes=frozenset(self.scopes) if self.scopes is not None else None,
-            methods=frozenset(self.methods) if self.methods else ALL_METHODS,
+            methods=frozenset(self.methods) if self.methods is not None else ALL_METHODS,
             strip_prefix=self.strip_prefix,
             meter=self.meter,
         )
