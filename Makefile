@@ -9,7 +9,8 @@ SOURCES := shared/src gateway/src services/keys/src deploy/local/src
 
 bootstrap:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
-		python3 -m pip install --quiet --user uv || \
+		python3 -m pip install --quiet --user uv 2>/dev/null || \
+		python3 -m pip install --quiet uv 2>/dev/null || \
 		python3 -m pip install --quiet --user --break-system-packages uv
 	@$(UV) sync --all-packages --locked --quiet
 
