@@ -18,6 +18,7 @@ from tollgate_shared.migrations import upgrade
 from tollgate_shared.testing.database import rolled_back_sessions
 
 STRONG_PASSWORD = "correct horse battery staple"
+INVITEE_PASSWORD = "a brand new passphrase"
 # Every table of the keys schema, the kit's outbox included: "changes nothing" means all of them.
 TABLES = (
     "organizations",
@@ -108,6 +109,31 @@ class Tenant:
     first_key_id: uuid.UUID
     signup: dict[str, Any]
     mint: Callable[..., dict[str, str]]
+    client: httpx.AsyncClient
+
+    async def invite(self, email: str, role: str = "member") -> dict[str, Any]:
+        """The signup admin invites this email: the 201 answer."""
+        response = await self.client.post(
+            "/v1/members", json={"email": email, "role": role}, headers=self.admin
+        )
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def join(
+        self, email: str, role: str = "member", password: str = STRONG_PASSWORD
+    ) -> uuid.UUID:
+        """Invite the email and accept as its owner (password: theirs, or a new one if the email
+        has no account yet). Returns the new member's user id."""
+        token = (await self.invite(email, role))["invitation_token"]
+        accepted = await self.client.post(
+            "/v1/invitations/accept",
+            json={"token": token, "password": password},
+            headers=self.mint("anonymous"),
+        )
+        assert accepted.status_code == 200, accepted.text
+        members = (await self.client.get("/v1/members", headers=self.admin)).json()
+        return uuid.UUID(next(m["user_id"] for m in members if m["email"] == email.lower()))
 
     def as_user(self, role: str = "org_admin", user_id: uuid.UUID | None = None) -> dict[str, str]:
         return self.mint(
@@ -163,6 +189,7 @@ def sign_up(client: httpx.AsyncClient, mint_identity: Callable[..., dict[str, st
             first_key_id=uuid.UUID(body["api_key"]["id"]),
             signup=body,
             mint=mint_identity,
+            client=client,
         )
 
     return create

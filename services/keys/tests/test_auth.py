@@ -47,10 +47,7 @@ async def test_wrong_password_and_unknown_email_look_the_same(client, acme, anon
 async def test_login_chooses_the_organisation_and_its_role(
     client, acme, globex, anonymous, access_tokens
 ):
-    added = await client.post(
-        "/v1/members", json={"email": acme.email, "role": "billing_admin"}, headers=globex.admin
-    )
-    assert added.status_code == 201, added.text
+    await globex.join(acme.email, role="billing_admin")
 
     default = await login(client, anonymous, acme.email)
     assert access_tokens.verify(default.json()["access_token"])["org"] == str(acme.org_id)
@@ -152,10 +149,7 @@ async def test_refresh_after_removal_from_the_organisation_is_refused(
     client, acme, anonymous, sign_up
 ):
     other = await sign_up("Other")
-    joined = await client.post(
-        "/v1/members", json={"email": other.email, "role": "member"}, headers=acme.admin
-    )
-    assert joined.status_code == 201
+    await acme.join(other.email, role="member")
     pair = (await login(client, anonymous, other.email, organization_id=str(acme.org_id))).json()
     removed = await client.delete(f"/v1/members/{other.admin_id}", headers=acme.admin)
     assert removed.status_code == 204

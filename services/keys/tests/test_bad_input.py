@@ -384,22 +384,22 @@ CASES = [
     Case("change role bad uuid", "PATCH", "/v1/members/admin", json={"role": "member"}),
     Case("remove member bad uuid", "DELETE", "/v1/members/1"),
     # members
-    Case("add member bad email", "POST", "/v1/members", json={"email": "bad"}),
+    Case("invite member bad email", "POST", "/v1/members", json={"email": "bad"}),
     Case(
-        "add member unknown role",
+        "invite member unknown role",
         "POST",
         "/v1/members",
         json={"email": "a@example.com", "role": "owner"},
     ),
     Case(
-        "add member as super admin",
+        "invite member as super admin",
         "POST",
         "/v1/members",
         json={"email": "a@example.com", "role": "super_admin"},
         error_at=["body", "role"],
     ),
     Case(
-        "add member extra field",
+        "invite member extra field",
         "POST",
         "/v1/members",
         json={"email": "a@example.com", "password": "x"},

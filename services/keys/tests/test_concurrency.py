@@ -39,12 +39,18 @@ async def _org_with_two_admins(http, mint_identity):
     def admin(user_id):
         return mint_identity("user", principal_id=str(user_id), org_id=org_id, roles=("org_admin",))
 
-    added = await http.post(
+    invited = await http.post(
         "/v1/members",
         json={"email": signups[1]["user"]["email"], "role": "org_admin"},
         headers=admin(first),
     )
-    assert added.status_code == 201, added.text
+    assert invited.status_code == 201, invited.text
+    accepted = await http.post(
+        "/v1/invitations/accept",
+        json={"token": invited.json()["invitation_token"], "password": STRONG_PASSWORD},
+        headers=anonymous,
+    )
+    assert accepted.status_code == 200, accepted.text
     return first, second, admin
 
 

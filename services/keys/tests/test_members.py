@@ -1,25 +1,25 @@
-"""Members: add, invite, accept, change role, remove, and the organisation's last admin."""
+"""Members: invite, accept, change role, remove, and the organisation's last admin."""
 
 import uuid
 
 import sqlalchemy as sa
 
-from .conftest import STRONG_PASSWORD, assert_problem, database_state, only, outbox_events
+from .conftest import (
+    INVITEE_PASSWORD,
+    STRONG_PASSWORD,
+    TABLES,
+    assert_problem,
+    database_state,
+    only,
+    outbox_events,
+)
 
-INVITEE_PASSWORD = "a brand new passphrase"
-
-
-async def invite(client, tenant, email, role="member"):
-    response = await client.post(
-        "/v1/members", json={"email": email, "role": role}, headers=tenant.admin
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
+MEMBER_ADDED = "tollgate.keys.member.added"
 
 
 async def test_list_members_shows_the_people_of_the_organisation(client, acme, sign_up):
     other = await sign_up("Other")
-    await invite(client, acme, other.email, role="support_agent")
+    await acme.join(other.email, role="support_agent")
     response = await client.get("/v1/members", headers=acme.as_user("member"))
     assert response.status_code == 200
     members = {member["user_id"]: member for member in response.json()}
@@ -29,16 +29,31 @@ async def test_list_members_shows_the_people_of_the_organisation(client, acme, s
     assert members[str(other.admin_id)]["email"] == other.email
 
 
-async def test_adding_an_existing_user_makes_them_a_member_at_once(client, acme, sign_up, db):
+async def test_an_existing_account_is_invited_not_added(client, acme, sign_up, anonymous, db):
+    """Joining takes the invitee's consent, whether or not the email has an account."""
     other = await sign_up("Other")
-    added = await invite(client, acme, other.email.upper(), role="billing_admin")
-    assert added["status"] == "added"
-    assert added["invitation_token"] is None
-    assert added["member"]["user_id"] == str(other.admin_id)
-    assert added["member"]["role"] == "billing_admin"
+    invited = await acme.invite(other.email.upper(), role="billing_admin")
+    assert invited["status"] == "invited"
+    assert invited["invitation"]["email"] == other.email
+    assert invited["invitation"]["role"] == "billing_admin"
+    assert invited["invitation_token"].startswith("tgi_")
+    listed = (await client.get("/v1/members", headers=acme.admin)).json()
+    assert str(other.admin_id) not in {m["user_id"] for m in listed}
+    added = await outbox_events(db, org_id=acme.org_id, type_=MEMBER_ADDED)
+    assert str(other.admin_id) not in {event["data"]["user_id"] for event in added}
 
-    events = await outbox_events(db, org_id=acme.org_id, type_="tollgate.keys.member.added")
-    event = only(events, user_id=str(other.admin_id))
+    accepted = await client.post(
+        "/v1/invitations/accept",
+        json={"token": invited["invitation_token"], "password": STRONG_PASSWORD},
+        headers=anonymous,
+    )
+    assert accepted.status_code == 200, accepted.text
+    listed = (await client.get("/v1/members", headers=acme.admin)).json()
+    assert {m["user_id"]: m["role"] for m in listed}[str(other.admin_id)] == "billing_admin"
+    event = only(
+        await outbox_events(db, org_id=acme.org_id, type_=MEMBER_ADDED),
+        user_id=str(other.admin_id),
+    )
     assert event["data"] == {
         "organization_id": str(acme.org_id),
         "user_id": str(other.admin_id),
@@ -47,21 +62,47 @@ async def test_adding_an_existing_user_makes_them_a_member_at_once(client, acme,
     }
 
 
-async def test_adding_someone_twice_is_409_and_changes_nothing(client, acme, sign_up, db):
+async def test_the_answer_does_not_tell_whether_the_email_has_an_account(client, acme, sign_up, db):
     other = await sign_up("Other")
-    await invite(client, acme, other.email)
     before = await database_state(db)
-    response = await client.post("/v1/members", json={"email": other.email}, headers=acme.admin)
-    assert_problem(response, 409, "already-member")
+    with_account = await acme.invite(other.email)
+    between = await database_state(db)
+    without_account = await acme.invite("no-account-yet@example.com")
+    after = await database_state(db)
+
+    assert (
+        with_account.keys()
+        == without_account.keys()
+        == {
+            "status",
+            "invitation",
+            "invitation_token",
+        }
+    )
+    assert with_account["status"] == without_account["status"] == "invited"
+    assert with_account["invitation"].keys() == without_account["invitation"].keys()
+    # Both wrote the same kinds of rows: an invitation and its event.
+    for first, second in ((before, between), (between, after)):
+        changed = {table for table in TABLES if first[table] != second[table]}
+        assert changed == {"invitations", "outbox"}
+        assert all(second[table][0] - first[table][0] == 1 for table in changed)
+
+
+async def test_inviting_a_member_again_is_409_and_changes_nothing(client, acme, sign_up, db):
+    other = await sign_up("Other")
+    await acme.join(other.email)
+    before = await database_state(db)
+    for email in (other.email, acme.email.upper()):
+        response = await client.post("/v1/members", json={"email": email}, headers=acme.admin)
+        assert_problem(response, 409, "already-member")
     assert await database_state(db) == before
 
 
 async def test_invitation_then_accept_creates_the_user_and_signs_them_in(
     client, acme, anonymous, db, access_tokens
 ):
-    invited = await invite(client, acme, "New.Person@Example.com", role="support_agent")
+    invited = await acme.invite("New.Person@Example.com", role="support_agent")
     assert invited["status"] == "invited"
-    assert invited["member"] is None
     assert invited["invitation"]["email"] == "new.person@example.com"
     assert invited["invitation"]["role"] == "support_agent"
     token = invited["invitation_token"]
@@ -115,7 +156,7 @@ async def test_invitation_then_accept_creates_the_user_and_signs_them_in(
 
 
 async def test_an_invitation_is_used_up_by_accepting_it(client, acme, anonymous, db):
-    token = (await invite(client, acme, "once@example.com"))["invitation_token"]
+    token = (await acme.invite("once@example.com"))["invitation_token"]
     body = {"token": token, "password": INVITEE_PASSWORD}
     first = await client.post("/v1/invitations/accept", json=body, headers=anonymous)
     assert first.status_code == 200
@@ -126,7 +167,7 @@ async def test_an_invitation_is_used_up_by_accepting_it(client, acme, anonymous,
 
 
 async def test_unknown_and_expired_invitations_are_404(client, acme, anonymous, db):
-    token = (await invite(client, acme, "late@example.com"))["invitation_token"]
+    token = (await acme.invite("late@example.com"))["invitation_token"]
     async with db() as session, session.begin():
         await session.execute(
             sa.text(
@@ -148,7 +189,7 @@ async def test_unknown_and_expired_invitations_are_404(client, acme, anonymous, 
 async def test_accepting_with_a_weak_password_is_422_and_keeps_the_invitation(
     client, acme, anonymous, db
 ):
-    token = (await invite(client, acme, "weak@example.com"))["invitation_token"]
+    token = (await acme.invite("weak@example.com"))["invitation_token"]
     before = await database_state(db)
     weak = await client.post(
         "/v1/invitations/accept", json={"token": token, "password": "short"}, headers=anonymous
@@ -200,7 +241,7 @@ async def test_an_existing_account_accepts_with_its_own_password(
 
 async def test_change_role_writes_an_event_with_the_previous_role(client, acme, sign_up, db):
     other = await sign_up("Other")
-    await invite(client, acme, other.email, role="member")
+    await acme.join(other.email, role="member")
     response = await client.patch(
         f"/v1/members/{other.admin_id}", json={"role": "billing_admin"}, headers=acme.admin
     )
@@ -244,7 +285,7 @@ async def test_the_last_admin_can_be_neither_demoted_nor_removed(client, acme, d
 
 async def test_with_a_second_admin_the_first_can_step_down(client, acme, sign_up):
     other = await sign_up("Other")
-    await invite(client, acme, other.email, role="org_admin")
+    await acme.join(other.email, role="org_admin")
     demote = await client.patch(
         f"/v1/members/{acme.admin_id}", json={"role": "member"}, headers=acme.admin
     )
@@ -260,7 +301,7 @@ async def test_remove_member_writes_an_event_and_ends_their_access(
     client, acme, sign_up, anonymous, db
 ):
     other = await sign_up("Other")
-    await invite(client, acme, other.email, role="support_agent")
+    await acme.join(other.email, role="support_agent")
     response = await client.delete(f"/v1/members/{other.admin_id}", headers=acme.admin)
     assert response.status_code == 204
     assert response.content == b""
@@ -305,7 +346,7 @@ async def test_unknown_member_is_404(client, acme):
 
 async def test_only_admins_manage_members(client, acme, sign_up, db):
     other = await sign_up("Other")
-    await invite(client, acme, other.email, role="member")
+    await acme.join(other.email, role="member")
     as_member = acme.as_user("member", user_id=other.admin_id)
     before = await database_state(db)
     assert_problem(

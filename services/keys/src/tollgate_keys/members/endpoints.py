@@ -6,8 +6,8 @@ from tollgate_keys.auth import Anyone, OrgAdmin, OrgUser, principal_uuid
 from tollgate_keys.members import service
 from tollgate_keys.members.schemas import (
     InvitationAccept,
-    MemberAdd,
-    MemberAdded,
+    MemberInvite,
+    MemberInvited,
     MemberPublic,
     MemberRoleChange,
 )
@@ -25,14 +25,15 @@ async def list_members(identity: OrgUser, session: SessionDep) -> list[MemberPub
     return await service.list_members(session, org_id=identity.org_id)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=MemberAdded)
-async def add_member(
-    body: MemberAdd, identity: OrgAdmin, session: SessionDep, request: Request
-) -> MemberAdded:
-    """An existing user joins at once; a new email gets an invitation token (shown once)."""
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=MemberInvited)
+async def invite_member(
+    body: MemberInvite, identity: OrgAdmin, session: SessionDep, request: Request
+) -> MemberInvited:
+    """Invite an email, with or without an account: they join when they accept the invitation
+    (POST /v1/invitations/accept). The invitation token is in this response only."""
     assert identity.org_id is not None
     invited_by = principal_uuid(identity) if identity.principal_type == "user" else None
-    return await service.add_or_invite(
+    return await service.invite_member(
         session,
         settings=request.app.state.settings,
         org_id=identity.org_id,

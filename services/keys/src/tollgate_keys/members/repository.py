@@ -35,6 +35,14 @@ class MemberRepository:
         row = (await self.session.execute(query)).first()
         return (row[0], row[1]) if row else None
 
+    async def get_by_email(self, *, org_id: uuid.UUID, email: str) -> Membership | None:
+        result = await self.session.execute(
+            select(Membership)
+            .join(User, col(User.id) == col(Membership.user_id))
+            .where(Membership.org_id == org_id, User.email == email.lower())
+        )
+        return result.scalars().first()
+
     async def add(self, membership: Membership) -> Membership:
         self.session.add(membership)
         await self.session.flush()

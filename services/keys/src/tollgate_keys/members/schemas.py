@@ -16,8 +16,8 @@ class MemberPublic(BaseModel):
     joined_at: datetime
 
 
-class MemberAdd(BaseModel):
-    """Add an existing user at once, or invite a new one (the response carries the token)."""
+class MemberInvite(BaseModel):
+    """Invite someone by email, whether or not they have an account yet."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -38,12 +38,12 @@ class InvitationPublic(BaseModel):
     expires_at: datetime
 
 
-class MemberAdded(BaseModel):
-    status: Literal["added", "invited"]
-    member: MemberPublic | None = None
-    invitation: InvitationPublic | None = None
-    invitation_token: str | None = Field(
-        None, description="Shown once: send it to the invitee, who accepts with a password."
+class MemberInvited(BaseModel):
+    status: Literal["invited"] = "invited"
+    invitation: InvitationPublic
+    invitation_token: str = Field(
+        description="Shown once: send it to the invitee, who accepts it with a new password, "
+        "or with their own if the email already has an account."
     )
 
 

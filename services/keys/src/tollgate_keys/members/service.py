@@ -1,4 +1,4 @@
-"""Membership rules: add or invite, change role, remove; an organisation keeps an admin."""
+"""Membership rules: invite, accept, change role, remove; an organisation keeps an admin."""
 
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -9,7 +9,7 @@ from tollgate_keys.config import KeysSettings
 from tollgate_keys.events import KeysEvent, publish
 from tollgate_keys.members.models import Invitation, Membership, Role
 from tollgate_keys.members.repository import MemberRepository
-from tollgate_keys.members.schemas import InvitationPublic, MemberAdded, MemberPublic
+from tollgate_keys.members.schemas import InvitationPublic, MemberInvited, MemberPublic
 from tollgate_keys.users.models import User
 from tollgate_keys.users.passwords import verify_password
 from tollgate_keys.users.repository import UserRepository
@@ -73,7 +73,7 @@ async def add_membership(
     return membership
 
 
-async def add_or_invite(
+async def invite_member(
     session: AsyncSession,
     *,
     settings: KeysSettings,
@@ -81,16 +81,19 @@ async def add_or_invite(
     email: str,
     role: Role,
     invited_by: uuid.UUID | None,
-) -> MemberAdded:
-    user = await UserRepository(session).get_by_email(email)
-    if user is not None:
-        membership = await add_membership(session, org_id=org_id, user=user, role=role)
-        return MemberAdded(status="added", member=to_public(membership, user))
+) -> MemberInvited:
+    """Always an invitation, whether or not the email has an account: joining takes the
+    invitee's consent, and the answer must not tell an admin which emails have accounts."""
+    email = email.lower()
+    repository = MemberRepository(session)
+    # Telling that an email belongs to one of the admin's own members reveals nothing new.
+    if await repository.get_by_email(org_id=org_id, email=email) is not None:
+        raise AlreadyMemberError(f"{email} is already a member of this organisation.")
     token, token_hash = new_opaque_token(INVITATION_PREFIX)
-    invitation = await MemberRepository(session).add_invitation(
+    invitation = await repository.add_invitation(
         Invitation(
             org_id=org_id,
-            email=email.lower(),
+            email=email,
             role=role.value,
             token_hash=token_hash,
             invited_by=invited_by,
@@ -109,8 +112,7 @@ async def add_or_invite(
             "expires_at": invitation.expires_at.isoformat(),
         },
     )
-    return MemberAdded(
-        status="invited",
+    return MemberInvited(
         invitation=InvitationPublic.model_validate(invitation, from_attributes=True),
         invitation_token=token,
     )
