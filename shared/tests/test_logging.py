@@ -18,3 +18,34 @@ def test_secrets_are_never_written(capsys):
     assert line["headers"] == {"authorization": "[redacted]", "accept": "json"}
     assert "abcdefghijklmnop" not in line["note"]
     assert line["service"] == "test"
+
+
+async def test_access_line_carries_request_id_and_org(capsys, mint_identity, identity_keys):
+    import uuid
+
+    import httpx
+    from fastapi import FastAPI
+
+    from tollgate_shared.identity import OrgIdentity, identity_verifier
+    from tollgate_shared.middleware import RequestContextMiddleware
+
+    app = FastAPI()
+    app.state.identity_verifier = identity_verifier(identity_keys[1])
+    app.add_middleware(RequestContextMiddleware, service="test")
+
+    @app.get("/mine")
+    async def mine(identity: OrgIdentity) -> dict[str, str]:
+        structlog.get_logger().info("inside")
+        return {"org": str(identity.org_id)}
+
+    configure_logging(service="test", log_format="json")
+    org_id = uuid.uuid4()
+    headers = mint_identity("user", principal_id=str(uuid.uuid4()), org_id=org_id)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        response = await c.get("/mine", headers=headers)
+    lines = [json.loads(line) for line in capsys.readouterr().err.strip().splitlines()]
+    inside = next(line for line in lines if line["event"] == "inside")
+    access = next(line for line in lines if line["event"] == "request")
+    for line in (inside, access):
+        assert line["org_id"] == str(org_id)
+        assert line["request_id"] == response.headers["x-request-id"]

@@ -21,7 +21,12 @@ from tollgate_gateway.routing.proxy import (
 )
 from tollgate_gateway.routing.table import RouteTable
 from tollgate_shared.errors import UnauthorizedError
-from tollgate_shared.identity import IDENTITY_HEADER, Identity, TokenSigner
+from tollgate_shared.identity import (
+    IDENTITY_HEADER,
+    Identity,
+    TokenSigner,
+    bind_identity_to_logs,
+)
 from tollgate_shared.middleware import ROUTE_LABEL
 
 
@@ -63,6 +68,7 @@ class Gateway:
             if key is not None:
                 self.key_usage.record(key.key_id)
         request.state.identity = identity
+        bind_identity_to_logs(identity)
         body = await read_body(request, self.settings.max_body_bytes)
         token = self.identity_signer.sign(identity.to_claims())
         headers = forwarded_headers(request, {IDENTITY_HEADER: token, "x-request-id": request_id})

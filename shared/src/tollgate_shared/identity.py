@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import jwt
+import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import Depends, Request
@@ -150,8 +151,11 @@ def identity_verifier(public_key: str) -> TokenVerifier:
     return TokenVerifier(public_key, issuer=ISSUER, audience=AUDIENCE)
 
 
-def read_identity(request: Request) -> Identity:
-    """FastAPI dependency: the verified identity of the caller (app.state.identity_verifier)."""
+async def read_identity(request: Request) -> Identity:
+    """FastAPI dependency: the verified identity of the caller (app.state.identity_verifier).
+
+    Async on purpose: it runs in the request's task, so the log context it binds (org,
+    principal) reaches every later log line of the request, the access line included."""
     token = request.headers.get(IDENTITY_HEADER)
     if not token:
         raise UnauthorizedError("This service is only reachable through the gateway.")
@@ -161,17 +165,25 @@ def read_identity(request: Request) -> Identity:
     except (jwt.InvalidTokenError, KeyError, ValueError) as error:
         raise UnauthorizedError("The identity token is invalid or expired.") from error
     request.state.identity = identity
+    bind_identity_to_logs(identity)
     return identity
 
 
-def require_org_identity(identity: Annotated[Identity, Depends(read_identity)]) -> Identity:
+def bind_identity_to_logs(identity: Identity) -> None:
+    structlog.contextvars.bind_contextvars(
+        org_id=str(identity.org_id) if identity.org_id else None,
+        principal=f"{identity.principal_type}:{identity.principal_id or '-'}",
+    )
+
+
+async def require_org_identity(identity: Annotated[Identity, Depends(read_identity)]) -> Identity:
     """A user or API key acting inside an organisation."""
     if identity.principal_type not in ("user", "key") or identity.org_id is None:
         raise UnauthorizedError("Sign in or use an API key of an organisation.")
     return identity
 
 
-def require_service_identity(identity: Annotated[Identity, Depends(read_identity)]) -> Identity:
+async def require_service_identity(identity: Annotated[Identity, Depends(read_identity)]) -> Identity:
     if identity.principal_type != "service":
         raise ForbiddenError("Only Tollgate services may call this endpoint.")
     return identity
