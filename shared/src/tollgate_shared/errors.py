@@ -11,7 +11,6 @@ PROBLEM_BASE = "https://tollgate.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
 
 
-
 class ProblemError(Exception):
     """An error the client should see as problem+json; subclasses set status, slug and title."""
 

@@ -183,7 +183,9 @@ async def require_org_identity(identity: Annotated[Identity, Depends(read_identi
     return identity
 
 
-async def require_service_identity(identity: Annotated[Identity, Depends(read_identity)]) -> Identity:
+async def require_service_identity(
+    identity: Annotated[Identity, Depends(read_identity)],
+) -> Identity:
     if identity.principal_type != "service":
         raise ForbiddenError("Only Tollgate services may call this endpoint.")
     return identity
