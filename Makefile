@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST_WORKERS ?= 4
 SOURCES := shared/src gateway/src services/keys/src deploy/local/src
 
-.PHONY: dev test e2e lint fmt bootstrap clean-state
+.PHONY: dev test e2e lint fmt bootstrap
 
 bootstrap:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
@@ -34,6 +34,3 @@ lint: bootstrap
 fmt: bootstrap
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
-
-clean-state:
-	rm -rf .tollgate
