@@ -135,7 +135,16 @@ class Tenant:
         members = (await self.client.get("/v1/members", headers=self.admin)).json()
         return uuid.UUID(next(m["user_id"] for m in members if m["email"] == email.lower()))
 
+    async def member(self, role: str = "member") -> dict[str, str]:
+        """Headers of a new person who really holds this role here: the service reads a user's
+        role from their membership, not from the token."""
+        email = f"{role.replace('_', '-')}-{uuid.uuid4().hex[:8]}@example.com"
+        user_id = await self.join(email, role, password=INVITEE_PASSWORD)
+        return self.as_user(role, user_id=user_id)
+
     def as_user(self, role: str = "org_admin", user_id: uuid.UUID | None = None) -> dict[str, str]:
+        """A token as the gateway would forward it; the role in it is only what the token claims
+        (the service checks the membership), so use member() to act as another role."""
         return self.mint(
             "user", principal_id=str(user_id or self.admin_id), org_id=self.org_id, roles=(role,)
         )

@@ -139,7 +139,7 @@ async def test_a_key_created_between_pages_does_not_shift_the_next_page(client, 
 
 
 async def test_a_member_can_read_keys_but_not_create_them(client, acme, db):
-    member = acme.as_user("member")
+    member = await acme.member("member")
     listed = await client.get("/v1/keys", headers=member)
     assert listed.status_code == 200
     assert [item["id"] for item in listed.json()["items"]] == [str(acme.first_key_id)]

@@ -130,7 +130,7 @@ async def test_an_identity_without_an_organisation_cannot_act_in_one(client, acm
 
 @pytest.mark.parametrize("role", ["member", "billing_admin", "support_agent"])
 async def test_roles_below_org_admin_cannot_change_keys(client, acme, db, role):
-    headers = acme.as_user(role)
+    headers = await acme.member(role)
     before = await database_state(db)
     for method, path, body in [
         ("POST", "/v1/keys", {"name": "x"}),

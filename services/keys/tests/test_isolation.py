@@ -82,16 +82,19 @@ async def test_lists_show_only_the_callers_organisation(client, acme, globex):
     assert extra.status_code == 201
     globex_ids = {str(globex.first_key_id), extra.json()["id"], str(globex.admin_id)}
 
-    for headers in (acme.admin, acme.as_user("member"), acme.as_key("admin")):
+    member = await acme.member("member")
+    for headers in (acme.admin, member, acme.as_key("admin")):
         keys = await client.get("/v1/keys", params={"limit": 100}, headers=headers)
         assert keys.status_code == 200
         assert [item["id"] for item in keys.json()["items"]] == [str(acme.first_key_id)]
         assert not globex_ids & {item["id"] for item in keys.json()["items"]}
 
     members = (await client.get("/v1/members", headers=acme.admin)).json()
-    assert [m["user_id"] for m in members] == [str(acme.admin_id)]
+    assert [m["role"] for m in members] == ["org_admin", "member"]
+    assert members[0]["user_id"] == str(acme.admin_id)
+    assert not globex_ids & {m["user_id"] for m in members}
 
-    organization = (await client.get("/v1/organization", headers=acme.as_user("member"))).json()
+    organization = (await client.get("/v1/organization", headers=member)).json()
     assert organization["id"] == str(acme.org_id)
     assert organization["name"] == "Acme"
 

@@ -20,7 +20,8 @@ MEMBER_ADDED = "tollgate.keys.member.added"
 async def test_list_members_shows_the_people_of_the_organisation(client, acme, sign_up):
     other = await sign_up("Other")
     await acme.join(other.email, role="support_agent")
-    response = await client.get("/v1/members", headers=acme.as_user("member"))
+    as_agent = acme.as_user("support_agent", user_id=other.admin_id)
+    response = await client.get("/v1/members", headers=as_agent)
     assert response.status_code == 200
     members = {member["user_id"]: member for member in response.json()}
     assert set(members) == {str(acme.admin_id), str(other.admin_id)}

@@ -4,7 +4,7 @@ from .conftest import assert_problem, database_state, only, outbox_events
 
 
 async def test_any_member_reads_the_organisation(client, acme):
-    response = await client.get("/v1/organization", headers=acme.as_user("support_agent"))
+    response = await client.get("/v1/organization", headers=await acme.member("support_agent"))
     assert response.status_code == 200
     assert response.json()["id"] == str(acme.org_id)
     assert response.json()["plan"] == "free"
@@ -37,9 +37,8 @@ async def test_rename_to_the_same_name_changes_nothing(client, acme, db):
 
 
 async def test_only_admins_rename(client, acme, db):
+    member = await acme.member("member")
     before = await database_state(db)
-    response = await client.patch(
-        "/v1/organization", json={"name": "Mine now"}, headers=acme.as_user("member")
-    )
+    response = await client.patch("/v1/organization", json={"name": "Mine now"}, headers=member)
     assert_problem(response, 403, "forbidden")
     assert await database_state(db) == before

@@ -1,10 +1,14 @@
 """Named authorization dependencies for the keys service's endpoints."""
 
+import dataclasses
 import uuid
 from typing import Annotated
 
 from fastapi import Depends
 
+from tollgate_keys.members.repository import MemberRepository
+from tollgate_keys.users.service import NoMembershipError
+from tollgate_shared.database import SessionDep
 from tollgate_shared.errors import ForbiddenError, UnauthorizedError
 from tollgate_shared.identity import (
     AnyIdentity,
@@ -23,13 +27,25 @@ def principal_uuid(identity: Identity) -> uuid.UUID:
         raise UnauthorizedError("The identity token names no valid user or API key.") from None
 
 
-def _org_principal(identity: OrgIdentity) -> Identity:
-    """A user or API key of an organisation, named by its id (every org endpoint needs both)."""
-    principal_uuid(identity)
-    return identity
+async def _current_org_principal(identity: OrgIdentity, session: SessionDep) -> Identity:
+    """A user or API key of an organisation, named by its id (every org endpoint needs both).
+
+    A user's role is read from their membership now, not from the token: an access token lives
+    for 15 minutes, and a removed or demoted admin must lose their rights at once. FastAPI
+    caches this per request, so it is one query however many dependencies need it (SessionDep
+    is the request's own session). API keys and super admins have no membership to check.
+    """
+    user_id = principal_uuid(identity)
+    if identity.principal_type != "user" or identity.is_super_admin:
+        return identity
+    assert identity.org_id is not None  # OrgIdentity guarantees it
+    role = await MemberRepository(session).role_of(org_id=identity.org_id, user_id=user_id)
+    if role is None:
+        raise NoMembershipError("You are no longer a member of this organisation.")
+    return dataclasses.replace(identity, roles=frozenset({role}))
 
 
-OrgMember = Annotated[Identity, Depends(_org_principal)]
+OrgMember = Annotated[Identity, Depends(_current_org_principal)]
 
 
 def _org_admin(identity: OrgMember) -> Identity:

@@ -35,6 +35,15 @@ class MemberRepository:
         row = (await self.session.execute(query)).first()
         return (row[0], row[1]) if row else None
 
+    async def role_of(self, *, org_id: uuid.UUID, user_id: uuid.UUID) -> str | None:
+        """The user's current role in the organisation; None when they are not a member."""
+        result = await self.session.execute(
+            select(Membership.role).where(
+                Membership.org_id == org_id, Membership.user_id == user_id
+            )
+        )
+        return result.scalars().first()
+
     async def get_by_email(self, *, org_id: uuid.UUID, email: str) -> Membership | None:
         result = await self.session.execute(
             select(Membership)
