@@ -363,8 +363,19 @@ async def test_only_admins_manage_members(client, acme, sign_up, db):
     assert await database_state(db) == before
 
 
-async def test_members_list_needs_a_user_not_a_key(client, acme):
-    assert_problem(await client.get("/v1/members", headers=acme.as_key("admin")), 403)
+async def test_an_admin_key_lists_members_and_other_keys_cannot(client, acme, sign_up):
+    """Listing follows the rule for listing keys: any member, or a key with the admin scope."""
+    other = await sign_up("Other")
+    await acme.join(other.email, role="billing_admin")
+    response = await client.get("/v1/members", headers=acme.as_key("admin"))
+    assert response.status_code == 200, response.text
+    assert {m["user_id"]: m["role"] for m in response.json()} == {
+        str(acme.admin_id): "org_admin",
+        str(other.admin_id): "billing_admin",
+    }
+    for scopes in (("read",), ("write",), ("read", "write")):
+        refused = await client.get("/v1/members", headers=acme.as_key(*scopes))
+        assert "admin scope" in assert_problem(refused, 403, "forbidden")["detail"]
 
 
 async def test_an_admin_key_can_invite(client, acme, db):

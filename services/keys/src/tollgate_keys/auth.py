@@ -60,22 +60,11 @@ def _org_admin(identity: OrgMember) -> Identity:
     return identity
 
 
-def _org_user(identity: OrgMember) -> Identity:
-    if identity.principal_type != "user":
-        raise ForbiddenError("This needs a signed-in user, not an API key.")
-    return identity
-
-
-def _key_reader(identity: OrgMember) -> Identity:
-    """Any member of the organisation, or an API key with the admin scope."""
+def _org_reader(identity: OrgMember) -> Identity:
+    """Any member of the organisation, or an API key with the admin scope: who may list the
+    organisation's keys and members (the same keys may change them)."""
     if identity.principal_type == "key" and not identity.has_scope("admin"):
-        raise ForbiddenError("Listing keys with an API key needs the admin scope.")
-    return identity
-
-
-def _signed_in_user(identity: Annotated[Identity, Depends(read_identity)]) -> Identity:
-    if identity.principal_type != "user":
-        raise UnauthorizedError("Sign in first.")
+        raise ForbiddenError("Reading this with an API key needs the admin scope.")
     return identity
 
 
@@ -86,9 +75,7 @@ def _super_admin(identity: Annotated[Identity, Depends(read_identity)]) -> Ident
 
 
 Anyone = AnyIdentity
-OrgUser = Annotated[Identity, Depends(_org_user)]
 OrgAdmin = Annotated[Identity, Depends(_org_admin)]
-KeyReader = Annotated[Identity, Depends(_key_reader)]
-SignedInUser = Annotated[Identity, Depends(_signed_in_user)]
+OrgReader = Annotated[Identity, Depends(_org_reader)]
 SuperAdmin = Annotated[Identity, Depends(_super_admin)]
 GatewayService = ServiceIdentity

@@ -14,7 +14,7 @@ from tollgate_keys.api_keys.schemas import (
     ApiKeyRotated,
     ApiKeyUpdate,
 )
-from tollgate_keys.auth import KeyReader, OrgAdmin
+from tollgate_keys.auth import OrgAdmin, OrgReader
 from tollgate_keys.config import KeysSettings
 from tollgate_shared.database import SessionDep
 from tollgate_shared.identity import Identity
@@ -27,7 +27,7 @@ def principal_label(identity: Identity) -> str:
     return f"{identity.principal_type}:{identity.principal_id}"
 
 
-async def _current_key(key_id: uuid.UUID, identity: KeyReader, session: SessionDep) -> ApiKey:
+async def _current_key(key_id: uuid.UUID, identity: OrgReader, session: SessionDep) -> ApiKey:
     """The key with this id in the caller's organisation; any other id is a 404."""
     assert identity.org_id is not None
     return await service.get_key(session, org_id=identity.org_id, key_id=key_id)
@@ -48,7 +48,7 @@ async def create_key(body: ApiKeyCreate, identity: OrgAdmin, session: SessionDep
 
 @router.get("", response_model=Page[ApiKeyPublic])
 async def list_keys(
-    identity: KeyReader,
+    identity: OrgReader,
     session: SessionDep,
     page: Annotated[PageParams, Depends(page_params)],
 ) -> Page[ApiKeyPublic]:

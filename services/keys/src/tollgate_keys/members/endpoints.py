@@ -2,7 +2,7 @@ import uuid
 
 from fastapi import APIRouter, Request, Response, status
 
-from tollgate_keys.auth import Anyone, OrgAdmin, OrgUser, principal_uuid
+from tollgate_keys.auth import Anyone, OrgAdmin, OrgReader, principal_uuid
 from tollgate_keys.members import service
 from tollgate_keys.members.schemas import (
     InvitationAccept,
@@ -20,7 +20,8 @@ invitations_router = APIRouter(prefix="/v1/invitations", tags=["members"])
 
 
 @router.get("", response_model=list[MemberPublic])
-async def list_members(identity: OrgUser, session: SessionDep) -> list[MemberPublic]:
+async def list_members(identity: OrgReader, session: SessionDep) -> list[MemberPublic]:
+    """Any member, or an API key with the admin scope (which may also change them)."""
     assert identity.org_id is not None
     return await service.list_members(session, org_id=identity.org_id)
 
