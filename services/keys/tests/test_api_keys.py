@@ -249,6 +249,37 @@ async def test_a_revoked_key_can_be_neither_changed_nor_rotated(client, acme, db
     assert await database_state(db) == before
 
 
+async def test_an_expired_key_is_not_rotated_and_nothing_changes(client, acme, gateway, db):
+    """A new secret would be refused like the old one: 409, not a 200 with a dead secret."""
+    created = await create_key(client, acme)
+    async with db() as session, session.begin():
+        await session.execute(
+            sa.text(
+                "UPDATE keys.api_keys SET expires_at = now() - interval '1 second' WHERE id = :id"
+            ),
+            {"id": created["id"]},
+        )
+    before = await database_state(db)
+    for body in (None, {"grace_seconds": 0}, {"grace_seconds": 3600}):
+        response = await client.post(
+            f"/v1/keys/{created['id']}/rotate", json=body, headers=acme.admin
+        )
+        problem = assert_problem(response, 409, "key-expired")
+        assert "key" not in problem
+    assert await database_state(db) == before
+    assert (await verify(client, gateway, created["key"])).json()["reason"] == "expired"
+
+    # Given a new expiry, the key can be rotated again.
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    renewed = await client.patch(
+        f"/v1/keys/{created['id']}", json={"expires_at": later}, headers=acme.admin
+    )
+    assert renewed.status_code == 200, renewed.text
+    rotated = await client.post(f"/v1/keys/{created['id']}/rotate", headers=acme.admin)
+    assert rotated.status_code == 200, rotated.text
+    assert (await verify(client, gateway, rotated.json()["key"])).status_code == 200
+
+
 async def test_rotate_gives_a_new_secret_and_the_old_one_keeps_working_for_the_grace(
     client, acme, gateway, db
 ):

@@ -31,6 +31,10 @@ class KeyRevokedError(ConflictError):
     slug, title = "key-revoked", "API key revoked"
 
 
+class KeyExpiredError(ConflictError):
+    slug, title = "key-expired", "API key expired"
+
+
 class InvalidKeyError(NotFoundError):
     """Internal: the secret is unknown, revoked or expired (the gateway answers 401)."""
 
@@ -175,6 +179,11 @@ async def rotate_key(
     if key.revoked_at is not None:
         raise KeyRevokedError("A revoked key cannot be rotated.")
     now = _now()
+    if status_of(key, now) == "expired":
+        # The new secret would be refused like the old one: the key's own expiry has passed.
+        raise KeyExpiredError(
+            "An expired key cannot be rotated; give it a new expires_at first, or create a key."
+        )
     previous_expires_at = now + grace
     repository = ApiKeyRepository(session)
     await repository.cap_secret_expiry(key_id=key.id, expires_at=previous_expires_at)
