@@ -1,13 +1,19 @@
 """The platform super admin: created from configuration, lists every organisation."""
 
 import uuid
+from collections.abc import AsyncIterator
 
+import httpx
+import pytest
 import sqlalchemy as sa
+import structlog
+from structlog.testing import capture_logs
 
-from tollgate_keys.admin.bootstrap import ensure_super_admin
+from tollgate_keys.admin import bootstrap
+from tollgate_keys.admin.bootstrap import SuperAdminConfigError, ensure_super_admin
 from tollgate_shared.events.tables import outbox
 
-from .conftest import assert_problem
+from .conftest import STRONG_PASSWORD, assert_problem
 
 ADMIN_EMAIL = "Platform@Example.com"
 ADMIN_PASSWORD = "operator passphrase 2026"
@@ -70,3 +76,126 @@ async def test_super_admin_walks_every_organisation_page_by_page(
             break
     # Newest first; each test sees only its own organisations (the rest is rolled back).
     assert seen == [str(globex.org_id), str(acme.org_id)]
+
+
+# Bootstrap refusals, on a database whose data is committed as it is at a real start-up.
+
+
+@pytest.fixture
+async def committed(committed_keys_app) -> AsyncIterator[tuple]:
+    """(sessionmaker, client) of the app whose data is committed."""
+    transport = httpx.ASGITransport(app=committed_keys_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://keys") as http:
+        yield committed_keys_app.state.runtime.sessionmaker, http
+
+
+async def committed_user(sessionmaker, email):
+    async with sessionmaker() as session:
+        row = (
+            await session.execute(
+                sa.text("SELECT is_super_admin, password_hash FROM keys.users WHERE email = :e"),
+                {"e": email},
+            )
+        ).first()
+    return None if row is None else (row.is_super_admin, row.password_hash)
+
+
+async def committed_login(http, mint_identity, email, password):
+    return await http.post(
+        "/v1/auth/login",
+        json={"email": email, "password": password},
+        headers=mint_identity("anonymous"),
+    )
+
+
+async def test_bootstrap_refuses_to_promote_a_customer_account(
+    committed, keys_settings, mint_identity
+):
+    sessionmaker, http = committed
+    email = f"customer-{uuid.uuid4().hex[:8]}@example.com"
+    signup = await http.post(
+        "/v1/signup",
+        json={"organization_name": "Customer", "email": email, "password": STRONG_PASSWORD},
+        headers=mint_identity("anonymous"),
+    )
+    assert signup.status_code == 201, signup.text
+    before = await committed_user(sessionmaker, email)
+
+    settings = keys_settings.model_copy(
+        update={"superadmin_email": email.upper(), "superadmin_password": ADMIN_PASSWORD}
+    )
+    with pytest.raises(SuperAdminConfigError) as refused:
+        await ensure_super_admin(sessionmaker, settings)
+    assert str(refused.value) == (
+        f"TOLLGATE_KEYS_SUPERADMIN_EMAIL ({email}) belongs to an existing account that is not a "
+        "super admin; refusing to promote it. Configure another email."
+    )
+    assert await committed_user(sessionmaker, email) == before
+    assert before is not None and before[0] is False
+    customer = await committed_login(http, mint_identity, email, STRONG_PASSWORD)
+    assert customer.status_code == 200
+    assert "super_admin" not in str(customer.json())
+    wrong = await committed_login(http, mint_identity, email, ADMIN_PASSWORD)
+    assert_problem(wrong, 401, "invalid-credentials")
+
+
+@pytest.mark.parametrize(
+    ("password", "rule"),
+    [
+        ("short", "it must be at least 10 characters"),
+        (" padded passphrase ", "it must not start or end with spaces"),
+        ("aaaaaaaaaaaa", "it must use at least 4 different characters"),
+    ],
+)
+async def test_a_weak_configured_password_stops_the_start_and_names_the_rule(
+    committed, keys_settings, monkeypatch, password, rule
+):
+    sessionmaker, _ = committed
+    email = f"platform-{uuid.uuid4().hex[:8]}@example.com"
+    settings = keys_settings.model_copy(
+        update={"superadmin_email": email, "superadmin_password": password}
+    )
+    with capture_logs() as logs, pytest.raises(SuperAdminConfigError) as refused:
+        # A logger bound inside capture_logs (the module's own was cached at its first use).
+        monkeypatch.setattr(bootstrap, "logger", structlog.get_logger())
+        await ensure_super_admin(sessionmaker, settings)
+    # One line an operator can read in the log: which setting, which rule.
+    assert {
+        "event": "super admin configuration refused",
+        "reason": str(refused.value),
+        "log_level": "error",
+    } in logs
+    assert str(refused.value).startswith(
+        "TOLLGATE_KEYS_SUPERADMIN_PASSWORD breaks the password rules: "
+    )
+    assert rule in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert password not in str(refused.value)
+    assert await committed_user(sessionmaker, email) is None
+
+
+async def test_a_password_change_in_the_configuration_must_follow_the_rules(
+    committed, keys_settings, mint_identity
+):
+    sessionmaker, http = committed
+    email = f"platform-{uuid.uuid4().hex[:8]}@example.com"
+    settings = keys_settings.model_copy(
+        update={"superadmin_email": email, "superadmin_password": ADMIN_PASSWORD}
+    )
+    await ensure_super_admin(sessionmaker, settings)
+    created = await committed_user(sessionmaker, email)
+    assert created is not None and created[0] is True
+
+    weak = settings.model_copy(update={"superadmin_password": "admin"})
+    with pytest.raises(SuperAdminConfigError, match="at least 10 characters"):
+        await ensure_super_admin(sessionmaker, weak)
+    assert await committed_user(sessionmaker, email) == created
+    assert (await committed_login(http, mint_identity, email, ADMIN_PASSWORD)).status_code == 200
+
+    # A strong new password is applied; the old one stops working.
+    stronger = settings.model_copy(update={"superadmin_password": "another operator passphrase"})
+    await ensure_super_admin(sessionmaker, stronger)
+    old = await committed_login(http, mint_identity, email, ADMIN_PASSWORD)
+    assert_problem(old, 401, "invalid-credentials")
+    new = await committed_login(http, mint_identity, email, "another operator passphrase")
+    assert new.status_code == 200
