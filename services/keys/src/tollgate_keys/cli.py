@@ -5,9 +5,9 @@ import argparse
 import uvicorn
 
 from tollgate_keys.app import MIGRATIONS_DIR
-from tollgate_keys.config import KeysSettings
 from tollgate_keys.events import SERVICE
 from tollgate_shared.migrations import upgrade
+from tollgate_shared.settings import DatabaseSettings
 
 
 def main() -> None:
@@ -19,8 +19,9 @@ def main() -> None:
     serve.add_argument("--port", type=int, default=8101)
     arguments = parser.parse_args()
     if arguments.command == "migrate":
-        settings = KeysSettings()  # type: ignore[call-arg, unused-ignore]
-        upgrade(migrations_dir=MIGRATIONS_DIR, database_url=settings.database_url, schema=SERVICE)
+        # Only TOLLGATE_DATABASE_URL: migrating needs none of the secrets that serve needs.
+        database = DatabaseSettings()  # type: ignore[call-arg, unused-ignore]
+        upgrade(migrations_dir=MIGRATIONS_DIR, database_url=database.database_url, schema=SERVICE)
     else:
         uvicorn.run(
             "tollgate_keys.app:create_app",
