@@ -2,16 +2,21 @@ from pydantic import EmailStr, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from tollgate_keys.users.passwords import SECURE, PasswordHashing
-from tollgate_shared.settings import ServiceSettings
+from tollgate_shared.settings import Ed25519PrivateKey, ServiceSettings
 
 
 class KeysSettings(ServiceSettings):
     model_config = SettingsConfigDict(
-        env_prefix="TOLLGATE_KEYS_", extra="ignore", populate_by_name=True
+        env_prefix="TOLLGATE_KEYS_",
+        extra="ignore",
+        populate_by_name=True,
+        # A refused value may be a secret (a private key with a typo): never print it.
+        hide_input_in_errors=True,
     )
 
     # Base64url Ed25519 private key for user access tokens; the gateway holds the public half.
-    token_private_key: str = ""
+    # Checked when the settings load, so a malformed key stops the start.
+    token_private_key: Ed25519PrivateKey = ""
     access_token_ttl_seconds: int = Field(900, ge=60, le=86400)
     refresh_token_ttl_seconds: int = Field(30 * 86400, ge=3600)
     # How long the previous secret of a rotated key keeps working by default.
