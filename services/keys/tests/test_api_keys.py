@@ -406,3 +406,11 @@ async def test_a_read_or_write_key_cannot_manage_keys(client, acme, db):
             response = await client.request(method, path, json=body, headers=headers)
             assert_problem(response, 403)
     assert await database_state(db) == before
+
+
+async def test_the_api_description_does_not_promise_rate_limit_enforcement(client):
+    """rate_limit is stored and returned; the gateway does not enforce it yet."""
+    schema = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    description = " ".join(schema["RateLimitOverride"]["description"].split())
+    assert "not enforced yet" in description
+    assert "the gateway enforces" not in description

@@ -26,7 +26,8 @@ KeyName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\
 
 
 class RateLimitOverride(BaseModel):
-    """A stricter limit for this key than its plan gives; the gateway enforces the lower one."""
+    """A stricter limit for this key than its plan gives. Stored and returned, but not enforced
+    yet: the gateway will apply the lower of this and the plan once traffic control ships."""
 
     model_config = ConfigDict(extra="forbid")
 

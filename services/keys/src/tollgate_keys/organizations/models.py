@@ -12,6 +12,7 @@ class Organization(SQLModel, table=True):
 
     id: uuid.UUID = id_field()
     name: str = Field(max_length=200)
-    # The plan tier the gateway applies until billing publishes subscriptions.
+    # The plan tier, carried in access tokens and verified keys so the gateway forwards it to
+    # services; "free" until billing publishes subscriptions.
     plan: str = Field(default="free", max_length=50)
     created_at: datetime = timestamp_field(default_now=True)
