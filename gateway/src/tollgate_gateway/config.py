@@ -8,7 +8,10 @@ from tollgate_shared.settings import CommonSettings, Ed25519PrivateKey, Ed25519P
 
 class GatewaySettings(CommonSettings):
     model_config = SettingsConfigDict(
-        env_prefix="TOLLGATE_GATEWAY_", extra="ignore", populate_by_name=True
+        env_prefix="TOLLGATE_GATEWAY_",
+        extra="ignore",
+        populate_by_name=True,
+        hide_input_in_errors=True,
     )
 
     # Signs the identity token forwarded to services (they hold the public half).

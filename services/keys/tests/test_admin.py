@@ -199,3 +199,17 @@ async def test_a_password_change_in_the_configuration_must_follow_the_rules(
     assert_problem(old, 401, "invalid-credentials")
     new = await committed_login(http, mint_identity, email, "another operator passphrase")
     assert new.status_code == 200
+
+
+async def test_replicas_starting_together_create_one_super_admin(committed, keys_settings):
+    """Several replicas run the bootstrap at once on an empty database; none fails to start."""
+    import asyncio
+
+    sessionmaker, _http = committed
+    email = f"platform-{uuid.uuid4().hex[:8]}@example.com"
+    settings = keys_settings.model_copy(
+        update={"superadmin_email": email, "superadmin_password": ADMIN_PASSWORD}
+    )
+    await asyncio.gather(*(ensure_super_admin(sessionmaker, settings) for _ in range(4)))
+    user = await committed_user(sessionmaker, email)
+    assert user is not None and user[0] is True

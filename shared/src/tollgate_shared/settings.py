@@ -44,7 +44,10 @@ Ed25519PublicKey = Annotated[str, AfterValidator(_public_key)]
 class CommonSettings(BaseSettings):
     """What every process needs (gateway included). Subclasses set env_prefix."""
 
-    model_config = SettingsConfigDict(env_prefix="TOLLGATE_", extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a refused setting may be a mistyped secret; never print it.
+    model_config = SettingsConfigDict(
+        env_prefix="TOLLGATE_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     env: Environment = Field("production", validation_alias=common("env"))
     nats_url: str = Field(validation_alias=common("nats_url"))
@@ -74,7 +77,9 @@ class CommonSettings(BaseSettings):
 class DatabaseSettings(BaseSettings):
     """Just the database: what a migration needs."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="TOLLGATE_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     database_url: str = Field(validation_alias=common("database_url"))
 

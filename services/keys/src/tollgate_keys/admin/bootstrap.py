@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tollgate_keys.config import KeysSettings
 from tollgate_keys.users.passwords import hash_password, password_problems, verify_password
 from tollgate_keys.users.repository import UserRepository
-from tollgate_keys.users.service import register_user
+from tollgate_keys.users.service import EmailTakenError, register_user
 
 logger = structlog.get_logger(__name__)
 
@@ -22,6 +22,17 @@ def _refuse(reason: str) -> SuperAdminConfigError:
 
 
 async def ensure_super_admin(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: KeysSettings
+) -> None:
+    """Apply the configured super admin. Replicas starting together race to create it; the
+    losers find the winner's account on their second look."""
+    try:
+        await _ensure_super_admin(sessionmaker, settings)
+    except EmailTakenError:
+        await _ensure_super_admin(sessionmaker, settings)
+
+
+async def _ensure_super_admin(
     sessionmaker: async_sessionmaker[AsyncSession], settings: KeysSettings
 ) -> None:
     """Create the configured super admin, or give it the configured password when that changed.

@@ -1,7 +1,6 @@
 import uuid
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -82,11 +81,3 @@ class MemberRepository:
             select(Invitation).where(Invitation.token_hash == token_hash).with_for_update()
         )
         return result.scalars().first()
-
-    async def pending_invitation_count(self, org_id: uuid.UUID) -> int:
-        result = await self.session.execute(
-            select(sa.func.count())
-            .select_from(Invitation)
-            .where(col(Invitation.org_id) == org_id, col(Invitation.accepted_at).is_(None))
-        )
-        return int(result.scalar_one())
