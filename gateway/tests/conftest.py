@@ -11,13 +11,12 @@ import pytest
 
 from tollgate_gateway.app import create_app as create_gateway
 from tollgate_gateway.config import GatewaySettings
-from tollgate_keys.app import MIGRATIONS_DIR
 from tollgate_keys.app import create_app as create_keys
 from tollgate_keys.config import KeysSettings
+from tollgate_keys.testing import migrated_test_settings
 from tollgate_local.demo_upstream import create_app as create_demo
 from tollgate_shared.embedded import free_port
 from tollgate_shared.identity import generate_keypair
-from tollgate_shared.migrations import upgrade
 from tollgate_shared.testing.http import RunningServer, serving
 
 PASSWORD = "correct horse battery staple"
@@ -35,11 +34,8 @@ def keys_settings(
     identity_keys: tuple[str, str],
     token_keys: tuple[str, str],
 ) -> KeysSettings:
-    database_url = new_database("gateway_keys")
-    upgrade(migrations_dir=MIGRATIONS_DIR, database_url=database_url, schema="keys")
-    return KeysSettings(
-        env="test",
-        database_url=database_url,
+    return migrated_test_settings(
+        database_url=new_database("gateway_keys"),
         nats_url=nats_url,
         identity_public_key=identity_keys[1],
         token_private_key=token_keys[0],
@@ -76,6 +72,12 @@ upstream = "{upstream.url}/echo"
 scopes = ["admin"]
 
 [[routes]]
+name = "impatient"
+prefix = "/api/impatient"
+upstream = "{upstream.url}"
+timeout_seconds = 0.5
+
+[[routes]]
 name = "down"
 prefix = "/api/down"
 upstream = "http://127.0.0.1:{free_port()}"
@@ -107,7 +109,6 @@ def gateway_settings(
             "keys_url": keys_server.url,
             "routes_file": routes_file,
             "max_body_bytes": 64 * 1024,
-            "upstream_timeout_seconds": 1.0,
             "key_usage_flush_seconds": 0.2,
         }
         return GatewaySettings(**(values | overrides))

@@ -37,7 +37,7 @@ async def test_upstream_down_is_502(http, gateway, sign_up):
 async def test_slow_upstream_is_504(http, gateway, sign_up):
     account = await sign_up()
     response = await http.get(
-        f"{gateway.url}/api/demo/slow?seconds=3", headers=bearer(account["api_key"]["key"])
+        f"{gateway.url}/api/impatient/slow?seconds=3", headers=bearer(account["api_key"]["key"])
     )
     assert response.status_code == 504
     assert response.json()["type"].endswith("/gateway-timeout")

@@ -46,6 +46,7 @@ def test_reserved_or_unclean_prefixes_are_refused(tmp_path, prefix):
         'credential = "cookie"',
         "unknown = 1",
         'meter = "Bad Meter"',
+        "timeout_seconds = 0",
     ],
 )
 def test_bad_fields_are_refused(tmp_path, extra):

@@ -2,7 +2,7 @@
 
 import argparse
 
-import uvicorn
+from tollgate_shared.app import serve as serve_app
 
 
 def main() -> None:
@@ -12,15 +12,7 @@ def main() -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     arguments = parser.parse_args()
-    uvicorn.run(
-        "tollgate_gateway.app:create_app",
-        factory=True,
-        host=arguments.host,
-        port=arguments.port,
-        log_config=None,
-        # X-Forwarded-* from clients are not trusted; the gateway sets its own for upstreams.
-        proxy_headers=False,
-    )
+    serve_app("tollgate_gateway.app:create_app", host=arguments.host, port=arguments.port)
 
 
 if __name__ == "__main__":

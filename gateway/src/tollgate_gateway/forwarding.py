@@ -77,6 +77,7 @@ class Gateway:
             url=route.upstream_url(raw_path, request.url.query),
             headers=headers,
             body=body,
+            timeout_seconds=route.timeout_seconds,
         )
         if route.service == "keys":
             self.key_invalidation.after_response(

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tollgate_keys.app import MIGRATIONS_DIR, create_app
 from tollgate_keys.config import KeysSettings
+from tollgate_keys.testing import migrated_test_settings
 from tollgate_shared.errors import PROBLEM_BASE, PROBLEM_JSON
 from tollgate_shared.events.tables import outbox
 from tollgate_shared.identity import TokenVerifier, generate_keypair
@@ -44,17 +45,11 @@ def keys_settings(
     identity_keys: tuple[str, str],
     token_keys: tuple[str, str],
 ) -> KeysSettings:
-    database_url = new_database("keys")
-    upgrade(migrations_dir=MIGRATIONS_DIR, database_url=database_url, schema="keys")
-    return KeysSettings(
-        env="test",
-        database_url=database_url,
+    return migrated_test_settings(
+        database_url=new_database("keys"),
         nats_url=nats_url,
         identity_public_key=identity_keys[1],
         token_private_key=token_keys[0],
-        expiry_sweep_interval_seconds=0.2,
-        # Tests hash hundreds of passwords; production keeps the secure default.
-        password_hashing="fast-for-tests",
     )
 
 

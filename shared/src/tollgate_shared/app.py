@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
+import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from nats.aio.client import Client
@@ -120,3 +121,10 @@ def health_router() -> APIRouter:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+def serve(app_factory: str, *, host: str, port: int) -> None:
+    """Run a process's app with uvicorn: our logging, no trust in client X-Forwarded-* headers."""
+    uvicorn.run(
+        app_factory, factory=True, host=host, port=port, log_config=None, proxy_headers=False
+    )

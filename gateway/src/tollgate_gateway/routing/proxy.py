@@ -108,6 +108,7 @@ def forwarded_headers(request: Request, extra: dict[str, str]) -> list[tuple[str
 
 class UpstreamProxy:
     def __init__(self, *, connect_timeout: float, timeout: float) -> None:
+        self._connect_timeout = connect_timeout
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
@@ -117,9 +118,23 @@ class UpstreamProxy:
         self._http.headers.clear()
 
     async def forward(
-        self, *, method: str, url: str, headers: list[tuple[str, str]], body: bytes
+        self,
+        *,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        timeout_seconds: float | None = None,
     ) -> StreamingResponse:
-        upstream_request = self._http.build_request(method, url, headers=headers, content=body)
+        upstream_request = self._http.build_request(
+            method,
+            url,
+            headers=headers,
+            content=body,
+            timeout=httpx.Timeout(timeout_seconds, connect=self._connect_timeout)
+            if timeout_seconds
+            else httpx.USE_CLIENT_DEFAULT,
+        )
         try:
             upstream = await self._http.send(upstream_request, stream=True)
         except httpx.TimeoutException as error:

@@ -29,6 +29,7 @@ class Route:
     methods: frozenset[str] = ALL_METHODS
     strip_prefix: bool = False
     meter: str | None = None
+    timeout_seconds: float | None = None  # None: the gateway's upstream timeout
     service: str | None = None  # set for built-in routes
 
     def matches(self, path: str) -> bool:
@@ -87,6 +88,7 @@ class OperatorRoute(BaseModel):
     methods: list[str] | None = Field(None, min_length=1)
     strip_prefix: bool = True
     meter: str | None = Field("api_requests", pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    timeout_seconds: float | None = Field(None, gt=0, le=3600)
 
     @field_validator("prefix")
     @classmethod
@@ -123,6 +125,7 @@ class OperatorRoute(BaseModel):
             methods=frozenset(self.methods) if self.methods is not None else ALL_METHODS,
             strip_prefix=self.strip_prefix,
             meter=self.meter,
+            timeout_seconds=self.timeout_seconds,
         )
 
 

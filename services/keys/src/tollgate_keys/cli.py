@@ -2,10 +2,9 @@
 
 import argparse
 
-import uvicorn
-
 from tollgate_keys.app import MIGRATIONS_DIR
 from tollgate_keys.events import SERVICE
+from tollgate_shared.app import serve as serve_app
 from tollgate_shared.migrations import upgrade
 from tollgate_shared.settings import DatabaseSettings
 
@@ -23,14 +22,7 @@ def main() -> None:
         database = DatabaseSettings()  # type: ignore[call-arg, unused-ignore]
         upgrade(migrations_dir=MIGRATIONS_DIR, database_url=database.database_url, schema=SERVICE)
     else:
-        uvicorn.run(
-            "tollgate_keys.app:create_app",
-            factory=True,
-            host=arguments.host,
-            port=arguments.port,
-            log_config=None,
-            proxy_headers=False,
-        )
+        serve_app("tollgate_keys.app:create_app", host=arguments.host, port=arguments.port)
 
 
 if __name__ == "__main__":
