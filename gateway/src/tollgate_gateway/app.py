@@ -28,6 +28,7 @@ from tollgate_gateway.routing.table import (
     builtin_routes,
     load_operator_routes,
 )
+from tollgate_shared.app import SHUTDOWN_STEP_SECONDS
 from tollgate_shared.errors import ServiceUnavailableError, install_problem_handlers
 from tollgate_shared.events.connection import connect_nats
 from tollgate_shared.identity import TokenVerifier, identity_signer
@@ -96,7 +97,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await proxy.close()
             await keys.close()
             await app.state.service_specs.close()
-            await nats.drain()
+            try:
+                await asyncio.wait_for(nats.drain(), SHUTDOWN_STEP_SECONDS)
+            except Exception:
+                await nats.close()
 
     app = FastAPI(
         title="Tollgate gateway",

@@ -31,6 +31,7 @@ from tollgate_shared.middleware import RequestContextMiddleware
 from tollgate_shared.settings import ServiceSettings
 
 logger = structlog.get_logger(__name__)
+SHUTDOWN_STEP_SECONDS = 5.0
 
 
 @dataclass
@@ -61,27 +62,25 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(service=service, log_format=settings.log_format, level=settings.log_level)
         engine = create_engine(settings.database_url, schema=service)
-        nats_client = await connect_nats(settings.nats_url, name=service)
-        js = nats_client.jetstream()
-        await ensure_stream(js, stream_for_service(service))
-        runtime = ServiceRuntime(settings, engine, create_sessionmaker(engine), nats_client, js)
-        app.state.runtime = runtime
-        app.state.sessionmaker = runtime.sessionmaker
-        app.state.identity_verifier = identity_verifier(settings.identity_public_key)
-        if on_startup:
-            await on_startup(runtime)
-        coroutines = [OutboxRelay(engine=engine, js=js, service=service).run()]
-        coroutines += list(background(runtime)) if background else []
-        runtime.tasks = [asyncio.create_task(coroutine) for coroutine in coroutines]
-        logger.info("service started", service=service)
+        tasks: list[asyncio.Task[Any]] = []
+        nats_client: Client | None = None
         try:
+            nats_client = await connect_nats(settings.nats_url, name=service)
+            js = nats_client.jetstream()
+            await ensure_stream(js, stream_for_service(service))
+            runtime = ServiceRuntime(settings, engine, create_sessionmaker(engine), nats_client, js)
+            app.state.runtime = runtime
+            app.state.sessionmaker = runtime.sessionmaker
+            app.state.identity_verifier = identity_verifier(settings.identity_public_key)
+            if on_startup:
+                await on_startup(runtime)
+            coroutines = [OutboxRelay(engine=engine, js=js, service=service).run()]
+            coroutines += list(background(runtime)) if background else []
+            tasks = runtime.tasks = [asyncio.create_task(coroutine) for coroutine in coroutines]
+            logger.info("service started", service=service)
             yield
         finally:
-            for task in runtime.tasks:
-                task.cancel()
-            await asyncio.gather(*runtime.tasks, return_exceptions=True)
-            await nats_client.drain()
-            await engine.dispose()
+            await _shut_down(tasks, nats_client, engine)
 
     app = FastAPI(
         title=f"Tollgate {service}",
@@ -128,3 +127,21 @@ def serve(app_factory: str, *, host: str, port: int) -> None:
     uvicorn.run(
         app_factory, factory=True, host=host, port=port, log_config=None, proxy_headers=False
     )
+
+
+async def _shut_down(
+    tasks: list[asyncio.Task[Any]], nats_client: Client | None, engine: AsyncEngine
+) -> None:
+    """Stop background work, then NATS, then the pool, each with a bound: an orchestrator
+    kills a process that takes too long to stop, and a test run must never hang here."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=SHUTDOWN_STEP_SECONDS)
+    if nats_client is not None:
+        try:
+            await asyncio.wait_for(nats_client.drain(), SHUTDOWN_STEP_SECONDS)
+        except Exception:
+            logger.warning("nats did not drain in time; closing")
+            await nats_client.close()
+    await asyncio.wait_for(engine.dispose(), SHUTDOWN_STEP_SECONDS)

@@ -4,6 +4,7 @@ Fixtures: postgres_server_url, nats_url (session), new_database (factory), ident
 mint_identity (signed identity tokens as the gateway would send them).
 """
 
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,6 +14,11 @@ import pytest
 
 from tollgate_shared.identity import IDENTITY_HEADER, Identity, generate_keypair, identity_signer
 from tollgate_shared.testing.servers import create_database, nats_server, postgres_server
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pgserver logs from an atexit hook after pytest closed its capture streams: pure noise.
+    logging.getLogger("pgserver").disabled = True
 
 
 def _shared_work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
