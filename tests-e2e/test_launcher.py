@@ -108,3 +108,19 @@ def test_dev_command_starts_prints_and_stops_cleanly(tmp_path: Path):
         except httpx.HTTPError:
             still_up = False
     assert not still_up
+
+
+def test_external_servers_are_used_when_given(new_database, nats_url, tmp_path: Path):
+    """TOLLGATE_DATABASE_URL / TOLLGATE_NATS_URL: the launcher starts neither embedded server."""
+    stack = Stack(
+        state_dir=tmp_path, ports=Ports.free(), database_url=new_database("e2e"), nats_url=nats_url
+    )
+    with stack as info:
+        assert info.database == "external"
+        assert info.nats_url == nats_url
+        assert not (tmp_path / "postgres").exists() and not (tmp_path / "nats").exists()
+        hello = httpx.get(
+            f"{info.gateway_url}/api/demo/hello",
+            headers={"Authorization": f"Bearer {info.demo.api_key}"},
+        )
+        assert hello.status_code == 200

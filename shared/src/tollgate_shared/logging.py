@@ -48,6 +48,23 @@ def _redact(name: str, value: Any) -> Any:
     return value
 
 
+def _current_stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    # sys.stderr looked up per logger, not once: it may be replaced (test capture, daemons).
+    return structlog.PrintLogger(file=sys.stderr)
+
+
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
+    """A StreamHandler that always writes to the sys.stderr of the moment."""
+
+    @property  # type: ignore[override,unused-ignore]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure_logging(*, service: str, log_format: str = "auto", level: str = "INFO") -> None:
     """Configure structlog and the standard library (uvicorn, sqlalchemy) to one output."""
     render_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
@@ -77,7 +94,7 @@ def configure_logging(*, service: str, log_format: str = "auto", level: str = "I
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_current_stderr_logger,
         # Not cached: a process that reconfigures (tests) must not keep loggers on old outputs.
         cache_logger_on_first_use=False,
     )
@@ -85,7 +102,7 @@ def configure_logging(*, service: str, log_format: str = "auto", level: str = "I
         foreign_pre_chain=shared_processors,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderrHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers = [handler]

@@ -21,6 +21,26 @@ def pytest_configure(config: pytest.Config) -> None:
     logging.getLogger("pgserver").disabled = True
 
 
+MEASUREMENT = "measurement"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print what tests measured (record_property("measurement", "...")) at the end of the
+    run, so figures reach the CI log even from xdist workers, whose prints are swallowed."""
+    lines = [
+        f"{report.nodeid}: {value}"
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if isinstance(report, pytest.TestReport) and report.when == "call"
+        for name, value in report.user_properties
+        if name == MEASUREMENT
+    ]
+    if lines:
+        terminalreporter.section("measurements")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 def _shared_work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Under xdist every worker has its own basetemp; their parent is shared by the run.
     return tmp_path_factory.getbasetemp().parent
