@@ -2,6 +2,7 @@ import json
 
 import structlog
 
+from tollgate_shared import api_key_format
 from tollgate_shared.logging import configure_logging
 
 
@@ -11,12 +12,13 @@ def test_secrets_are_never_written(capsys):
         "signup",
         password="hunter2hunter2",
         headers={"authorization": "Bearer abc", "accept": "json"},
-        note="tg_live_abcdefghijklmnopqrstuvwxyz0123456789ab",
+        note=api_key_format.generate_key(),
     )
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert line["password"] == "[redacted]"
     assert line["headers"] == {"authorization": "[redacted]", "accept": "json"}
-    assert "abcdefghijklmnop" not in line["note"]
+    assert line["note"].endswith("[redacted]")
+    assert len(line["note"]) < 30
     assert line["service"] == "test"
 
 
