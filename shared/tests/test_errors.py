@@ -54,7 +54,13 @@ async def test_malformed_json_is_a_problem_not_a_500():
             "/things", content=b"{nope", headers={"content-type": "application/json"}
         )
     assert response.status_code == 422
-    assert response.json()["status"] == 422
+    assert response.json()["errors"] == [
+        {
+            "loc": ["body"],
+            "message": "The body is not valid JSON (error at character 1).",
+            "type": "json_invalid",
+        }
+    ]
 
 
 async def test_typed_errors_and_unknown_routes_and_bugs():

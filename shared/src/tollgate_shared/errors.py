@@ -97,16 +97,25 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _field_error(error: dict[str, Any]) -> dict[str, Any]:
+    if error.get("type") == "json_invalid":
+        # pydantic puts the character offset where a field name would be; say it in words.
+        offset = error.get("loc", ("body", "?"))[-1]
+        return {
+            "loc": ["body"],
+            "message": f"The body is not valid JSON (error at character {offset}).",
+            "type": "json_invalid",
+        }
+    return {
+        "loc": [str(part) for part in error.get("loc", ())],
+        "message": error.get("msg", "invalid"),
+        "type": error.get("type", "invalid"),
+    }
+
+
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {
-            "loc": [str(part) for part in error.get("loc", ())],
-            "message": error.get("msg", "invalid"),
-            "type": error.get("type", "invalid"),
-        }
-        for error in exc.errors()
-    ]
+    errors = [_field_error(error) for error in exc.errors()]
     return problem_response(
         request,
         status=422,
