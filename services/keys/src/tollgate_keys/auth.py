@@ -48,7 +48,7 @@ async def _current_org_principal(identity: OrgIdentity, session: SessionDep) -> 
 OrgMember = Annotated[Identity, Depends(_current_org_principal)]
 
 
-def _org_admin(identity: OrgMember) -> Identity:
+async def _org_admin(identity: OrgMember) -> Identity:
     """An org_admin user, or an API key with the admin scope, of the caller's organisation."""
     allowed = (
         identity.has_role("org_admin")
@@ -60,7 +60,7 @@ def _org_admin(identity: OrgMember) -> Identity:
     return identity
 
 
-def _org_reader(identity: OrgMember) -> Identity:
+async def _org_reader(identity: OrgMember) -> Identity:
     """Any member of the organisation, or an API key with the admin scope: who may list the
     organisation's keys and members (the same keys may change them)."""
     if identity.principal_type == "key" and not identity.has_scope("admin"):
@@ -68,7 +68,7 @@ def _org_reader(identity: OrgMember) -> Identity:
     return identity
 
 
-def _super_admin(identity: Annotated[Identity, Depends(read_identity)]) -> Identity:
+async def _super_admin(identity: Annotated[Identity, Depends(read_identity)]) -> Identity:
     if not identity.is_super_admin:
         raise ForbiddenError("This needs the platform super_admin role.")
     return identity
