@@ -2,6 +2,8 @@
 # Both work on a machine that has only python3: uv is installed through pip when missing.
 
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+# Trust the machine's certificate store (corporate proxies install their CA there).
+export UV_SYSTEM_CERTS ?= 1
 PYTEST_WORKERS ?= 4
 SOURCES := shared/src gateway/src services/keys/src deploy/local/src
 
