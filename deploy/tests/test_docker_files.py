@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -312,6 +312,15 @@ def test_processes_get_the_settings_they_read(
     )
     assert (ROOT / routes_mount["source"]).resolve() == ROUTES_FILE
     assert routes_mount["read_only"] is True
+
+    # Usage events waiting for JetStream sit on a named volume: a new container finds them.
+    spool = PurePosixPath(gateway["TOLLGATE_GATEWAY_USAGE_SPOOL_DIR"] or "")
+    named_volumes = [
+        mount.split(":")
+        for mount in services["gateway"]["volumes"]
+        if isinstance(mount, str) and not mount.startswith((".", "/"))
+    ]
+    assert any(spool.is_relative_to(target) for _volume, target, *_ in named_volumes), spool
 
 
 def accepted_variables(settings_class: type[BaseSettings]) -> set[str]:

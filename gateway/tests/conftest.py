@@ -99,6 +99,7 @@ def gateway_settings(
     token_keys: tuple[str, str],
     keys_server: RunningServer,
     routes_file: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[..., GatewaySettings]:
     def make(**overrides: Any) -> GatewaySettings:
         values: dict[str, Any] = {
@@ -110,6 +111,7 @@ def gateway_settings(
             "routes_file": routes_file,
             "max_body_bytes": 64 * 1024,
             "key_usage_flush_seconds": 0.2,
+            "usage_spool_dir": tmp_path_factory.mktemp("usage-spool"),
         }
         return GatewaySettings(**(values | overrides))
 

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,14 +29,21 @@ from tollgate_gateway.routing.table import (
     builtin_routes,
     load_operator_routes,
 )
+from tollgate_gateway.usage.metrics import SPOOL_BYTES, SPOOL_LAG_BYTES
+from tollgate_gateway.usage.middleware import UsageMiddleware
+from tollgate_gateway.usage.orphans import publish_orphaned_slots
+from tollgate_gateway.usage.publisher import UsagePublisher
+from tollgate_gateway.usage.spool import UsageSpool
 from tollgate_shared.app import SHUTDOWN_STEP_SECONDS
 from tollgate_shared.errors import ServiceUnavailableError, install_problem_handlers
 from tollgate_shared.events.connection import connect_nats
+from tollgate_shared.events.streams import ensure_stream, usage_stream
 from tollgate_shared.identity import TokenVerifier, identity_signer
 from tollgate_shared.logging import configure_logging
 from tollgate_shared.middleware import RequestContextMiddleware
 
 SERVICE = "gateway"
+logger = structlog.get_logger(__name__)
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -57,6 +65,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             settings.nats_url, name=SERVICE, on_reconnected=invalidation.on_reconnected
         )
         await invalidation.start(nats)
+        await ensure_stream(nats.jetstream(), usage_stream())
+        spool = UsageSpool.open(
+            settings.usage_spool_dir.resolve(), max_bytes=settings.usage_spool_max_bytes
+        )
+        logger.info("usage spool opened", directory=str(spool.directory), lag_bytes=spool.lag_bytes)
+        SPOOL_BYTES.set_function(lambda: spool.total_bytes)
+        SPOOL_LAG_BYTES.set_function(lambda: spool.lag_bytes)
+        usage_publisher = UsagePublisher(
+            spool=spool,
+            nats_client=nats,
+            ack_timeout_seconds=settings.usage_publish_timeout_seconds,
+        )
         signer = identity_signer(settings.identity_private_key, settings.identity_ttl_seconds)
         keys = KeysClient(
             base_url=settings.keys_url, signer=signer, timeout_seconds=settings.keys_timeout_seconds
@@ -85,15 +105,32 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             key_invalidation=invalidation,
         )
         app.state.nats = nats
+        app.state.usage_spool = spool
+        app.state.usage_publisher = usage_publisher
         app.state.key_invalidation = invalidation
         app.state.service_specs = ServiceSpecs(service_urls=settings.service_urls(), routes=routes)
-        flusher = asyncio.create_task(key_usage.run())
+        tasks = [
+            asyncio.create_task(key_usage.run()),
+            asyncio.create_task(usage_publisher.run()),
+            asyncio.create_task(
+                publish_orphaned_slots(
+                    spool,
+                    nats_client=nats,
+                    js=usage_publisher.js,
+                    ack_timeout_seconds=settings.usage_publish_timeout_seconds,
+                )
+            ),
+        ]
         try:
             yield
         finally:
-            flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await key_usage.flush()
+            # Requests are finished by now: publish the spool's tail while NATS is still open.
+            await usage_publisher.drain(SHUTDOWN_STEP_SECONDS)
+            spool.close()
             await proxy.close()
             await keys.close()
             await app.state.service_specs.close()
@@ -111,6 +148,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     app.add_middleware(RequestContextMiddleware, service=SERVICE, trust_incoming_request_id=False)
+    # Added last, so outermost: it sees the answer of every request, 500s included.
+    app.add_middleware(UsageMiddleware)
     app.include_router(_operations_router())
     app.include_router(docs_router)
 

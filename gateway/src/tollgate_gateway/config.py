@@ -36,6 +36,13 @@ class GatewaySettings(CommonSettings):
     key_cache_max_entries: int = Field(100_000, ge=100)
     key_usage_flush_seconds: float = Field(5.0, gt=0)
 
+    # Usage events wait here until JetStream acknowledged them (ADR 0009). Relative paths are
+    # taken from the working directory (/var/lib/tollgate in the image).
+    usage_spool_dir: Path = Path("usage-spool")
+    # Per gateway process; when full, new events are dropped and counted, never waited for.
+    usage_spool_max_bytes: int = Field(1024 * 1024 * 1024, ge=1024 * 1024)
+    usage_publish_timeout_seconds: float = Field(5.0, gt=0)
+
     def secret_values(self) -> dict[str, str]:
         return {
             "TOLLGATE_GATEWAY_IDENTITY_PRIVATE_KEY": self.identity_private_key,

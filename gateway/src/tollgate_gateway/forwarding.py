@@ -20,6 +20,7 @@ from tollgate_gateway.routing.proxy import (
     read_body,
 )
 from tollgate_gateway.routing.table import RouteTable
+from tollgate_gateway.usage.subject import UsageSubject, attach_subject
 from tollgate_shared.errors import UnauthorizedError
 from tollgate_shared.identity import (
     IDENTITY_HEADER,
@@ -64,6 +65,8 @@ class Gateway:
             if credential is None:
                 raise UnauthorizedError("Send an API key or access token as a Bearer credential.")
             identity, key = await self.authenticator.authenticate(credential, request_id=request_id)
+            # From here on the request is usage, whatever its outcome (refusals included).
+            attach_subject(request.scope, UsageSubject.of(identity, route))
             authorize(route, identity, request.method)
             if key is not None:
                 self.key_usage.record(key.key_id)

@@ -156,6 +156,8 @@ class Stack:
                     "TOLLGATE_GATEWAY_USER_TOKEN_PUBLIC_KEY": stack_secrets.user_token_public_key,
                     "TOLLGATE_GATEWAY_KEYS_URL": keys_url,
                     "TOLLGATE_GATEWAY_ROUTES_FILE": str(routes_file),
+                    # Usage events not yet in JetStream are kept across restarts with the state.
+                    "TOLLGATE_GATEWAY_USAGE_SPOOL_DIR": str(self.state_dir / "usage-spool"),
                 },
                 log_dir=log_dir,
             ),
