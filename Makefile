@@ -7,7 +7,7 @@ export UV_SYSTEM_CERTS ?= 1
 PYTEST_WORKERS ?= 4
 SOURCES := shared/src gateway/src services/keys/src deploy/local/src
 
-.PHONY: dev test e2e lint fmt bootstrap
+.PHONY: dev test e2e lint fmt bootstrap bench-gateway
 
 bootstrap:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
@@ -36,3 +36,18 @@ lint: bootstrap
 fmt: bootstrap
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
+
+## Gateway vs nginx proxy_pass vs the upstream alone under wrk, then a py-spy profile of the
+## gateway (docs/performance.md). wrk and nginx come from Debian packages, installed when
+## missing; py-spy from PyPI for this run only. Options: make bench-gateway BENCH_ARGS="--help".
+BENCH_ARGS ?=
+bench-gateway: bootstrap
+	@missing=""; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	if [ -n "$$missing" ]; then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		echo "installing$$missing"; \
+		$$sudo apt-get update -q && $$sudo apt-get install -y -q $$missing; \
+	fi
+	$(UV) run --with py-spy==0.4.3 python bench/gateway_vs_nginx.py $(BENCH_ARGS)
