@@ -128,3 +128,13 @@ async def test_only_what_the_client_sent_is_forwarded_and_headers_are_not_double
     forwarded = json.loads(body)["headers"]
     assert "accept-encoding" not in forwarded
     assert "python-httpx" not in forwarded.get("user-agent", "")
+
+
+async def test_large_answers_stream_through_intact(http, gateway, sign_up):
+    account = await sign_up()
+    headers = bearer(account["api_key"]["key"])
+    for size in (0, 1000, 64 * 1024, 64 * 1024 + 1, 3_000_000):
+        response = await http.get(f"{gateway.url}/api/demo/bytes?n={size}", headers=headers)
+        assert response.status_code == 200
+        assert response.content == b"x" * size, size
+        assert response.headers["content-type"] == "application/octet-stream"

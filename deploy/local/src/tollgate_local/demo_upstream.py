@@ -10,7 +10,7 @@ import os
 
 import jwt
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request, Response
 
 from tollgate_shared.identity import IDENTITY_HEADER, identity_verifier
 
@@ -24,6 +24,11 @@ def create_app(identity_public_key: str | None = None) -> FastAPI:
     async def hello(request: Request) -> dict[str, object]:
         identity = _identity(request)
         return {"message": "Hello from the demo API", "organization_id": identity.get("org")}
+
+    @app.get("/bytes")
+    async def some_bytes(n: int = Query(1024, ge=0, le=10_000_000)) -> Response:
+        """A body of n bytes, to see large answers stream through the gateway."""
+        return Response(b"x" * n, media_type="application/octet-stream")
 
     @app.get("/slow")
     async def slow(seconds: float = 1.0) -> dict[str, float]:
