@@ -22,6 +22,11 @@ from tollgate_gateway.config import GatewaySettings
 from tollgate_gateway.docs.endpoints import router as docs_router
 from tollgate_gateway.docs.openapi import ServiceSpecs
 from tollgate_gateway.forwarding import Gateway
+from tollgate_gateway.rate_limits.counters import SharedCounters
+from tollgate_gateway.rate_limits.endpoints import router as limits_router
+from tollgate_gateway.rate_limits.limiter import RateLimiter
+from tollgate_gateway.rate_limits.policies import PolicyBook
+from tollgate_gateway.rate_limits.replicas import ReplicaRegistry
 from tollgate_gateway.routing.proxy import UpstreamProxy
 from tollgate_gateway.routing.table import (
     ALL_METHODS,
@@ -49,6 +54,7 @@ logger = structlog.get_logger(__name__)
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     # Loaded here so a bad routes file stops the process before it serves anything.
+    policies = PolicyBook(settings.rate_limit_plans, unknown_plan=settings.rate_limit_unknown_plan)
     routes = RouteTable(
         builtin_routes(settings.service_urls()) + load_operator_routes(settings.routes_file)
     )
@@ -66,6 +72,20 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         await invalidation.start(nats)
         await ensure_stream(nats.jetstream(), usage_stream())
+        replicas = await ReplicaRegistry.open(
+            nats.jetstream(), bucket=f"{settings.rate_limit_bucket}_REPLICAS"
+        )
+        limiter = RateLimiter(
+            await SharedCounters.open(
+                nats.jetstream(),
+                bucket=settings.rate_limit_bucket,
+                timeout_seconds=settings.rate_limit_timeout_seconds,
+            ),
+            replicas,
+            max_lease=settings.rate_limit_max_lease,
+            idle_return_seconds=settings.rate_limit_idle_return_seconds,
+            is_connected=lambda: nats.is_connected,
+        )
         spool = UsageSpool.open(
             settings.usage_spool_dir.resolve(), max_bytes=settings.usage_spool_max_bytes
         )
@@ -103,6 +123,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             proxy=proxy,
             key_usage=key_usage,
             key_invalidation=invalidation,
+            limiter=limiter,
+            policies=policies,
         )
         app.state.nats = nats
         app.state.usage_spool = spool
@@ -111,6 +133,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.service_specs = ServiceSpecs(service_urls=settings.service_urls(), routes=routes)
         tasks = [
             asyncio.create_task(key_usage.run()),
+            asyncio.create_task(limiter.run()),
+            asyncio.create_task(replicas.run()),
             asyncio.create_task(usage_publisher.run()),
             asyncio.create_task(
                 publish_orphaned_slots(
@@ -128,6 +152,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await key_usage.flush()
+            await limiter.close(SHUTDOWN_STEP_SECONDS)
+            await replicas.leave()
             # Requests are finished by now: publish the spool's tail while NATS is still open.
             await usage_publisher.drain(SHUTDOWN_STEP_SECONDS)
             spool.close()
@@ -152,6 +178,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.add_middleware(UsageMiddleware)
     app.include_router(_operations_router())
     app.include_router(docs_router)
+    app.include_router(limits_router)
 
     @app.api_route("/{path:path}", methods=sorted(ALL_METHODS), include_in_schema=False)
     async def forward(request: Request) -> Response:

@@ -3,6 +3,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from tollgate_gateway.rate_limits.policies import DEFAULT_PLANS, Limits
 from tollgate_shared.settings import CommonSettings, Ed25519PrivateKey, Ed25519PublicKey
 
 
@@ -42,6 +43,16 @@ class GatewaySettings(CommonSettings):
     # Per gateway process; when full, new events are dropped and counted, never waited for.
     usage_spool_max_bytes: int = Field(1024 * 1024 * 1024, ge=1024 * 1024)
     usage_publish_timeout_seconds: float = Field(5.0, gt=0)
+
+    # Rate limits (ADR 0010). Plans map a tier name to its org-wide quotas, e.g.
+    # TOLLGATE_GATEWAY_RATE_LIMIT_PLANS='{"free": {"per_hour": 1000, "per_day": 10000}, ...}'.
+    rate_limit_plans: dict[str, Limits] = Field(default_factory=lambda: dict(DEFAULT_PLANS))
+    rate_limit_unknown_plan: str = "free"  # applied to a plan name missing from the map
+    rate_limit_bucket: str = Field("TOLLGATE_RATE_LIMITS", pattern=r"^[A-Za-z0-9_-]+$")
+    # A call to the shared counters slower than this makes the replica decide locally.
+    rate_limit_timeout_seconds: float = Field(0.25, gt=0)
+    rate_limit_max_lease: int = Field(1000, ge=1)
+    rate_limit_idle_return_seconds: float = Field(2.0, gt=0)
 
     def secret_values(self) -> dict[str, str]:
         return {

@@ -49,3 +49,7 @@ class GatewayTimeoutError(ProblemError):
 
 class KeysUnavailableError(ProblemError):
     status, slug, title = 503, "authentication-unavailable", "Cannot verify credentials right now"
+
+
+class RateLimitedError(ProblemError):
+    status, slug, title = 429, "rate-limited", "Too many requests"

@@ -1,4 +1,4 @@
-"""The gateway's one job per request: route, authenticate, authorize, forward."""
+"""The gateway's one job per request: route, authenticate, authorize, limit, forward."""
 
 from dataclasses import dataclass
 
@@ -7,10 +7,14 @@ from starlette.responses import Response
 
 from tollgate_gateway.authentication.authenticator import Authenticator, credential_from
 from tollgate_gateway.authentication.invalidation import KeyInvalidation
+from tollgate_gateway.authentication.key_cache import VerifiedKey
 from tollgate_gateway.authentication.key_usage import KeyUsageTracker
 from tollgate_gateway.authorization import authorize
 from tollgate_gateway.config import GatewaySettings
-from tollgate_gateway.errors import MethodNotAllowedError, RouteNotFoundError
+from tollgate_gateway.errors import MethodNotAllowedError, RateLimitedError, RouteNotFoundError
+from tollgate_gateway.rate_limits.headers import rate_limit_headers
+from tollgate_gateway.rate_limits.limiter import RateLimiter
+from tollgate_gateway.rate_limits.policies import PolicyBook
 from tollgate_gateway.routing.proxy import (
     UpstreamProxy,
     check_declared_length,
@@ -40,6 +44,8 @@ class Gateway:
     proxy: UpstreamProxy
     key_usage: KeyUsageTracker
     key_invalidation: KeyInvalidation
+    limiter: RateLimiter
+    policies: PolicyBook
 
     async def handle(self, request: Request) -> Response:
         check_header_size(request.scope["headers"], self.settings.max_header_bytes)
@@ -58,18 +64,15 @@ class Gateway:
         check_declared_length(request, self.settings.max_body_bytes)
         request_id: str = request.state.request_id
         identity = Identity(principal_type="anonymous", request_id=request_id)
+        limit_headers: dict[str, str] = {}
         if route.credential != "public":
-            credential = credential_from(
-                request.headers.get("authorization"), request.headers.get("x-api-key")
-            )
-            if credential is None:
-                raise UnauthorizedError("Send an API key or access token as a Bearer credential.")
-            identity, key = await self.authenticator.authenticate(credential, request_id=request_id)
+            identity, key = await self.identify(request)
             # From here on the request is usage, whatever its outcome (refusals included).
             attach_subject(request.scope, UsageSubject.of(identity, route))
             authorize(route, identity, request.method)
             if key is not None:
                 self.key_usage.record(key.key_id)
+                limit_headers = await self.enforce_limits(key)
         request.state.identity = identity
         bind_identity_to_logs(identity)
         body = await read_body(request, self.settings.max_body_bytes)
@@ -82,8 +85,31 @@ class Gateway:
             body=body,
             timeout_seconds=route.timeout_seconds,
         )
+        response.headers.update(limit_headers)
         if route.service == "keys":
             self.key_invalidation.after_response(
                 method=request.method, path=raw_path, status=response.status_code
             )
         return response
+
+    async def identify(self, request: Request) -> tuple[Identity, VerifiedKey | None]:
+        credential = credential_from(
+            request.headers.get("authorization"), request.headers.get("x-api-key")
+        )
+        if credential is None:
+            raise UnauthorizedError("Send an API key or access token as a Bearer credential.")
+        request_id: str = request.state.request_id
+        return await self.authenticator.authenticate(credential, request_id=request_id)
+
+    async def enforce_limits(self, key: VerifiedKey) -> dict[str, str]:
+        """Spend one request of every policy of the key, or refuse with 429."""
+        decision = await self.limiter.check(self.policies.key_policies(key))
+        headers = rate_limit_headers(decision.states)
+        if not decision.allowed:
+            names = [policy.name for policy in decision.violated]
+            raise RateLimitedError(
+                f"Rate limit reached ({', '.join(names)}); retry after the window resets.",
+                headers={"Retry-After": str(decision.retry_after_seconds), **headers},
+                **{"violated-policies": names},
+            )
+        return headers
