@@ -7,7 +7,7 @@ export UV_SYSTEM_CERTS ?= 1
 PYTEST_WORKERS ?= 4
 SOURCES := shared/src gateway/src services/keys/src deploy/local/src
 
-.PHONY: dev test e2e lint fmt bootstrap bench-gateway
+.PHONY: dev test e2e lint fmt bootstrap bench-gateway bench-limits
 
 bootstrap:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
@@ -51,3 +51,9 @@ bench-gateway: bootstrap
 		$$sudo apt-get update -q && $$sudo apt-get install -y -q $$missing; \
 	fi
 	$(UV) run --with py-spy==0.4.3 python bench/gateway_vs_nginx.py $(BENCH_ARGS)
+
+## Rate-limit accuracy over 4 gateway replicas and revocation propagation to all of them
+## (bench/rate_limits_and_revocation.py, about 3 minutes). Nothing to install beyond the uv
+## environment. Options: make bench-limits BENCH_ARGS="--help".
+bench-limits: bootstrap
+	$(UV) run python bench/rate_limits_and_revocation.py $(BENCH_ARGS)

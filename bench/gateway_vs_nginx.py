@@ -12,8 +12,12 @@ Three targets serve the same tiny response from the same upstream:
   gateway  the Tollgate gateway, started with the whole stack exactly as `make dev` starts it
            (`Stack`, embedded PostgreSQL and NATS, keys service), called with a valid API key
            on an operator route to the same upstream. Whatever the gateway does per request by
-           default is on: authentication, routing, identity token, and rate limiting and usage
-           emission once they exist. The report says which of them were seen at work.
+           default is on: authentication, routing, identity token, rate limiting and usage
+           emission. The report says which of them were seen at work.
+
+The benchmark key carries its own rate limits, so high that the load never exhausts them
+(`--key-rate-limit`), and its organisation is on the unlimited `enterprise` plan (`--plan`): the
+limiter spends a token of every policy on every request, as in production, without refusing any.
 
 Two loads: saturated (many connections: throughput) and moderate (a few connections: the
 latency a proxy adds when it is not queueing). A py-spy profile of the gateway under the
@@ -28,7 +32,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,13 +39,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 
 import httpx
+from gateway_metrics import counter_total
+from harness import progress, stop_on_sigterm
+from keys_database import set_key_rate_limit, set_plan
 from load import Load, Wrk, WrkResult, wrk_version
 from machine import describe_machine
 from nginx import UPSTREAM_BODY, Nginx, nginx_version
-from prometheus_client.parser import text_string_to_metric_families
 from py_spy_profile import ProfileSummary, record_profile
 
 from tollgate_local.stack import Ports, Stack, StackInfo
@@ -61,6 +65,8 @@ TARGET_TITLES = {
 TARGET_GATEWAY_RPS = 5000
 TARGET_ADDED_P99_MS = 5.0
 TARGET_GATEWAY_NGINX_RATIO = 0.5
+# High enough that no load here exhausts them (1,000,000 is the most a key may have per second).
+UNREACHED_KEY_RATE_LIMIT = '{"per_second": 1000000, "per_hour": 1000000000}'
 
 
 @dataclass
@@ -68,35 +74,42 @@ class Features:
     """What the gateway was seen doing per request, beyond authentication and routing."""
 
     rate_limit_policy: str | None = None
+    rate_limit_decisions: dict[str, int] = field(default_factory=dict)  # outcome → count
     usage_events: int | None = None  # None: no USAGE stream
     gateway_requests_handled: int | None = None
 
     def lines(self) -> list[str]:
-        rate_limiting = (
-            f"on (`RateLimit-Policy: {self.rate_limit_policy}`)"
-            if self.rate_limit_policy
-            else "not seen (no `RateLimit-Policy` header on a metered response)"
-        )
-        if self.usage_events is None:
-            usage = "not seen (no `USAGE` stream in JetStream)"
-        else:
-            usage = (
-                f"on ({self.usage_events:,} events in `USAGE` for "
-                f"{self.gateway_requests_handled or 0:,} requests the gateway handled on the "
-                "route)"
-            )
-        handled = (
-            f"{self.gateway_requests_handled:,}"
-            if self.gateway_requests_handled is not None
-            else "unknown"
-        )
         return [
-            f"requests the gateway counted on the route during the run: {handled}",
+            f"requests the gateway counted on the route during the run: {self._handled()}",
             "authentication (API key, verified once then cached) and routing: on",
             "identity token (EdDSA JWT) minted per request: on",
-            f"rate limiting: {rate_limiting}",
-            f"usage emission: {usage}",
+            f"rate limiting: {self._rate_limiting()}",
+            f"usage emission: {self._usage()}",
         ]
+
+    def _handled(self) -> str:
+        if self.gateway_requests_handled is None:
+            return "unknown"
+        return f"{self.gateway_requests_handled:,}"
+
+    def _rate_limiting(self) -> str:
+        if not self.rate_limit_policy:
+            return "not seen (no `RateLimit-Policy` header on the probe's response)"
+        decided = ", ".join(
+            f"{count:,} {outcome}" for outcome, count in sorted(self.rate_limit_decisions.items())
+        )
+        return (
+            f"on (`RateLimit-Policy: {self.rate_limit_policy}` on the probe's response; "
+            f"limiter decisions: {decided or 'none counted'})"
+        )
+
+    def _usage(self) -> str:
+        if self.usage_events is None:
+            return "not seen (no `USAGE` stream in JetStream)"
+        return (
+            f"on ({self.usage_events:,} events in `USAGE` for "
+            f"{self.gateway_requests_handled or 0:,} requests the gateway handled on the route)"
+        )
 
 
 @dataclass
@@ -224,9 +237,16 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument(
         "--plan",
         default="enterprise",
-        help="plan tier given to the benchmark organisation (its record in the keys schema), so "
-        "that rate limits, once enforced, meter every request without refusing the load; "
-        "'' keeps the signup default",
+        help="plan tier given to the benchmark organisation (its record in the keys schema); "
+        "the default has no org-wide quota to refuse the load; '' keeps the signup default "
+        "(free: 1,000 requests an hour)",
+    )
+    parser.add_argument(
+        "--key-rate-limit",
+        type=lambda text: json.loads(text) if text else None,
+        default=UNREACHED_KEY_RATE_LIMIT,
+        help="the benchmark key's own limits (JSON, as a key's `rate_limit`), so the limiter "
+        f"spends tokens on every request; default {UNREACHED_KEY_RATE_LIMIT}; '' for none",
     )
     parser.add_argument(
         "--profile-seconds", type=int, default=10, help="py-spy recording time; 0: no profile"
@@ -242,7 +262,7 @@ def parse_arguments() -> argparse.Namespace:
 
 def main() -> int:
     arguments = parse_arguments()
-    _stop_on_sigterm()
+    stop_on_sigterm()
     loads = [
         Load(
             "saturated",
@@ -287,13 +307,17 @@ def run(arguments: argparse.Namespace, report: Report, directory: Path) -> None:
                 workers=arguments.nginx_workers,
             )
         )
-        _progress("starting the stack (PostgreSQL, NATS, keys, gateway)")
+        progress("starting the stack (PostgreSQL, NATS, keys, gateway)")
         os.environ["TOLLGATE_GATEWAY_ROUTES_FILE"] = str(_routes_file(directory, upstream.url))
         stack = Stack(state_dir=directory / "stack", ports=Ports.free())
         info = stack.start()
         cleanup.callback(stack.stop)
+        # A fresh state folder: the Stack has just signed the demo account up, and no gateway has
+        # verified its key yet, so the first request below caches the key with these values.
         if arguments.plan:
-            _set_plan(stack, info, arguments.plan)
+            set_plan(stack, info.demo.organization_id, arguments.plan)
+        if arguments.key_rate_limit:
+            set_key_rate_limit(stack, info.demo.api_key, arguments.key_rate_limit)
         authorization = f"Bearer {info.demo.api_key}"
         urls = {
             "direct": upstream.url + REQUEST_PATH,
@@ -305,7 +329,7 @@ def run(arguments: argparse.Namespace, report: Report, directory: Path) -> None:
         for load in report.loads:
             report.results[load.name] = {}
             for target in TARGETS:
-                _progress(f"{load.name}: {target} ({load.describe()})")
+                progress(f"{load.name}: {target} ({load.describe()})")
                 result = wrk.measure(
                     urls[target],
                     load,
@@ -314,7 +338,7 @@ def run(arguments: argparse.Namespace, report: Report, directory: Path) -> None:
                 report.results[load.name][target] = result
                 _note_failures(report, load, target, result)
         if arguments.profile_seconds > 0:
-            _progress(f"profiling the gateway with py-spy for {arguments.profile_seconds} s")
+            progress(f"profiling the gateway with py-spy for {arguments.profile_seconds} s")
             report.profile = record_profile(
                 pid=_gateway_pid(stack),
                 seconds=arguments.profile_seconds,
@@ -325,7 +349,7 @@ def run(arguments: argparse.Namespace, report: Report, directory: Path) -> None:
             )
             if arguments.keep and report.profile is not None:
                 report.notes.append(f"raw py-spy stacks: {directory / 'gateway-profile.txt'}")
-        report.features.gateway_requests_handled = _gateway_requests_handled(info)
+        _read_gateway_counters(report.features, info)
         report.features.usage_events = asyncio.run(
             _usage_events(info.nats_url, report.features.gateway_requests_handled)
         )
@@ -342,24 +366,6 @@ def _routes_file(directory: Path, upstream_url: str) -> Path:
         'meter = "api_requests"\n'
     )
     return path
-
-
-def _set_plan(stack: Stack, info: StackInfo, plan: str) -> None:
-    """Put the benchmark organisation on a plan whose limits the load does not exhaust.
-
-    Until billing exists the plan tier lives on the organisation record; this writes it as the
-    billing sync will. Done before the key is first used, so no cache holds the old tier."""
-    import psycopg  # the keys service's driver; imported here as only this step needs it
-
-    database_url = stack.processes["keys"].env["TOLLGATE_DATABASE_URL"]
-    database_url = database_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        updated = connection.execute(
-            "UPDATE keys.organizations SET plan = %s WHERE id = %s",
-            (plan, info.demo.organization_id),
-        ).rowcount
-    if updated != 1:
-        raise RuntimeError(f"benchmark organisation {info.demo.organization_id} not found")
 
 
 def _probe(urls: dict[str, str], authorization: str) -> str | None:
@@ -396,17 +402,17 @@ def _gateway_pid(stack: Stack) -> int:
     return process.pid
 
 
-def _gateway_requests_handled(info: StackInfo) -> int:
-    """Requests the gateway counted on the benchmark route (its Prometheus counter)."""
+def _read_gateway_counters(features: Features, info: StackInfo) -> None:
+    """Requests the gateway counted on the benchmark route, and its rate limiter's decisions."""
     text = httpx.get(info.gateway_url + "/metrics", timeout=10).text
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        if family.name != "tollgate_http_requests":
-            continue
-        for sample in family.samples:
-            if sample.name.endswith("_total") and sample.labels.get("route") == ROUTE_NAME:
-                total += sample.value
-    return int(total)
+    features.gateway_requests_handled = counter_total(
+        text, "tollgate_http_requests", route=ROUTE_NAME
+    )
+    features.rate_limit_decisions = {
+        outcome: count
+        for outcome in ("allowed", "refused", "local_lease")
+        if (count := counter_total(text, "tollgate_gateway_rate_limit_decisions", outcome=outcome))
+    }
 
 
 async def _usage_events(nats_url: str, expected: int) -> int | None:
@@ -430,19 +436,6 @@ async def _usage_events(nats_url: str, expected: int) -> int | None:
             await asyncio.sleep(1.0)
     finally:
         await client.close()
-
-
-def _progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def _stop_on_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C, so nginx, wrk and the stack are stopped on the way out."""
-
-    def stop(_signal: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,17 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("uvicorn", "uvloop", "httptools", "httpx", "httpcore", "fastapi", "starlette")
+PACKAGES = (
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "fastapi",
+    "starlette",
+    "aiohttp",
+    "httpx",
+    "httpcore",
+    "nats-py",
+)
 
 
 def _cpu_model() -> str:
@@ -35,7 +45,8 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def describe_machine(*, nginx: str, wrk: str) -> list[tuple[str, str]]:
+def describe_machine(**tools: str) -> list[tuple[str, str]]:
+    """The machine, Python and its packages, then each tool given (name=version)."""
     load_1, load_5, _ = os.getloadavg()
     python = f"{platform.python_implementation()} {platform.python_version()}"
     return [
@@ -45,6 +56,5 @@ def describe_machine(*, nginx: str, wrk: str) -> list[tuple[str, str]]:
         ("load average before the run", f"{load_1:.2f} (1 min), {load_5:.2f} (5 min)"),
         ("python", python),
         ("python packages", ", ".join(f"{name} {_version(name)}" for name in PACKAGES)),
-        ("nginx", nginx),
-        ("wrk", wrk),
+        *tools.items(),
     ]

@@ -163,7 +163,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             try:
                 await asyncio.wait_for(nats.drain(), SHUTDOWN_STEP_SECONDS)
             except Exception:
-                await nats.close()
+                with contextlib.suppress(Exception):  # NATS down: nothing left to flush
+                    await nats.close()
 
     app = FastAPI(
         title="Tollgate gateway",

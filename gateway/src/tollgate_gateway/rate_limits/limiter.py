@@ -177,6 +177,8 @@ class RateLimiter:
 
     async def _take_lease(self, counter: _Counter) -> None:
         window_start = counter.window_start
+        if not self._is_connected():
+            self._enter_local_mode("NATS is disconnected")
         if self._deciding_locally():
             self._grant_locally(counter)
             return
@@ -188,7 +190,7 @@ class RateLimiter:
                 lambda allocated: self._lease_size(counter, allocated),
             )
         except CountersUnavailable as error:
-            self._enter_local_mode(error)
+            self._enter_local_mode(str(error))
             self._grant_locally(counter)
             return
         self._leave_local_mode()
@@ -236,14 +238,14 @@ class RateLimiter:
             await self._shared.add(counter.policy.counter, counter.window_start, counter.unrecorded)
             counter.unrecorded = 0
 
-    def _enter_local_mode(self, error: Exception) -> None:
+    def _enter_local_mode(self, reason: str) -> None:
         self._local_until = time.monotonic() + OUTAGE_BACKOFF_SECONDS
         if not self._local:
             self._local = True
             LOCAL_FALLBACK.set(1)
             logger.warning(
                 "rate limits decided locally: shared counters unreachable",
-                error=str(error),
+                reason=reason,
                 replicas=self._replicas.count,
             )
 
@@ -278,7 +280,7 @@ class RateLimiter:
                 if counter.lease and idle > self._idle_return and not busy:
                     await self._give_back(counter)
             except CountersUnavailable as error:
-                self._enter_local_mode(error)
+                self._enter_local_mode(str(error))
                 return
             if idle > max(60.0, self._idle_return) and not counter.lease and not busy:
                 del self._counters[name]
