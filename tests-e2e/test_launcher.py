@@ -15,20 +15,25 @@ from tollgate_local.cli import banner
 from tollgate_local.stack import Ports, Stack
 
 
-def _curl_line(text: str) -> str:
-    return next(line.strip() for line in text.splitlines() if line.strip().startswith("curl "))
+def _curl_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip().startswith("curl ")]
 
 
-def test_banner_curl_line_works(stack):
-    result = subprocess.run(
-        ["bash", "-c", _curl_line(banner(stack)) + " -s -w '\\n%{http_code}'"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    body, status = result.stdout.rsplit("\n", 1)
-    assert status == "200"
-    assert stack.demo.organization_id in body
+def test_banner_curl_lines_work(stack):
+    answers = []
+    for line in _curl_lines(banner(stack)):
+        result = subprocess.run(
+            ["bash", "-c", line + " -s -w '\\n%{http_code}'"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        body, status = result.stdout.rsplit("\n", 1)
+        assert status == "200", line
+        answers.append(body)
+    hello, limits = answers
+    assert stack.demo.organization_id in hello
+    assert '"org-hour"' in limits
 
 
 def test_restart_keeps_data(tmp_path: Path):
@@ -90,7 +95,7 @@ def test_dev_command_starts_prints_and_stops_cleanly(tmp_path: Path):
         gateway = re.search(r"Gateway\s+(http://\S+)", output)
         assert gateway is not None, output
         curl = subprocess.run(
-            ["bash", "-c", _curl_line(output) + " -s -o /dev/null -w '%{http_code}'"],
+            ["bash", "-c", _curl_lines(output)[0] + " -s -o /dev/null -w '%{http_code}'"],
             capture_output=True,
             text=True,
             timeout=30,

@@ -30,5 +30,10 @@ def test_readme_walkthrough_runs_as_written(stack, tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert any('"message":"Hello from the demo API"' in line for line in lines), lines
+    assert any(
+        re.fullmatch(r'ratelimit: "org-hour";r=998;t=\d+, "org-day";r=9998;t=\d+', line)
+        for line in lines
+    ), lines
+    assert '["org-hour",998]' in lines and '["org-day",9998]' in lines, lines
     assert '"revoked"' in lines, lines
     assert lines[-1] == "401", lines

@@ -408,9 +408,8 @@ async def test_a_read_or_write_key_cannot_manage_keys(client, acme, db):
     assert await database_state(db) == before
 
 
-async def test_the_api_description_does_not_promise_rate_limit_enforcement(client):
-    """rate_limit is stored and returned; the gateway does not enforce it yet."""
+async def test_the_api_description_says_how_the_override_applies(client):
     schema = (await client.get("/openapi.json")).json()["components"]["schemas"]
     description = " ".join(schema["RateLimitOverride"]["description"].split())
-    assert "not enforced yet" in description
-    assert "the gateway enforces" not in description
+    assert "The gateway enforces it" in description
+    assert "organisation's plan still applies" in description

@@ -23,8 +23,8 @@ class ApiKey(SQLModel, table=True):
     name: str = Field(max_length=100)
     environment: str = Field(max_length=4)  # live | test
     scopes: list[str] = Field(sa_type=ARRAY(sa.Text))
-    # Stricter-than-plan limits, e.g. {"per_minute": 60}. Stored, returned and sent to the
-    # gateway with the verified key; not enforced yet (the gateway will, with traffic control).
+    # The key's own limits, e.g. {"per_minute": 60}, sent to the gateway with the verified key,
+    # which enforces them on top of the org's plan (docs/adr/0010).
     rate_limit: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
     display_prefix: str = Field(max_length=16)
     last_four: str = Field(max_length=4)

@@ -26,8 +26,9 @@ KeyName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\
 
 
 class RateLimitOverride(BaseModel):
-    """A stricter limit for this key than its plan gives. Stored and returned, but not enforced
-    yet: the gateway will apply the lower of this and the plan once traffic control ships."""
+    """This key's own rate limits, per fixed window. The gateway enforces it on every request
+    made with the key; the organisation's plan still applies as well, so an override can only
+    make the key stricter."""
 
     model_config = ConfigDict(extra="forbid")
 
