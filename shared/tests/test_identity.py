@@ -14,7 +14,6 @@ def test_identity_round_trips_through_a_signed_token():
         org_id=uuid.uuid4(),
         scopes=frozenset({"read"}),
         plan="pro",
-        request_id="r1",
     )
     token = identity_signer(private).sign(identity.to_claims())
     assert Identity.from_claims(identity_verifier(public).verify(token)) == identity

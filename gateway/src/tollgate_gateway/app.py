@@ -22,6 +22,7 @@ from tollgate_gateway.config import GatewaySettings
 from tollgate_gateway.docs.endpoints import router as docs_router
 from tollgate_gateway.docs.openapi import ServiceSpecs
 from tollgate_gateway.forwarding import Gateway
+from tollgate_gateway.identity_tokens import IdentityTokens
 from tollgate_gateway.rate_limits.counters import SharedCounters
 from tollgate_gateway.rate_limits.endpoints import router as limits_router
 from tollgate_gateway.rate_limits.limiter import RateLimiter
@@ -119,7 +120,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 ),
                 refresh_after_seconds=settings.key_cache_refresh_seconds,
             ),
-            identity_signer=signer,
+            identity_tokens=IdentityTokens(signer),
             proxy=proxy,
             key_usage=key_usage,
             key_invalidation=invalidation,

@@ -12,6 +12,7 @@ from tollgate_gateway.authentication.key_usage import KeyUsageTracker
 from tollgate_gateway.authorization import authorize
 from tollgate_gateway.config import GatewaySettings
 from tollgate_gateway.errors import MethodNotAllowedError, RateLimitedError, RouteNotFoundError
+from tollgate_gateway.identity_tokens import IdentityTokens
 from tollgate_gateway.rate_limits.headers import rate_limit_headers
 from tollgate_gateway.rate_limits.limiter import RateLimiter
 from tollgate_gateway.rate_limits.policies import PolicyBook
@@ -29,10 +30,11 @@ from tollgate_shared.errors import UnauthorizedError
 from tollgate_shared.identity import (
     IDENTITY_HEADER,
     Identity,
-    TokenSigner,
     bind_identity_to_logs,
 )
 from tollgate_shared.middleware import ROUTE_LABEL
+
+ANONYMOUS = Identity(principal_type="anonymous")
 
 
 @dataclass
@@ -40,7 +42,7 @@ class Gateway:
     settings: GatewaySettings
     routes: RouteTable
     authenticator: Authenticator
-    identity_signer: TokenSigner
+    identity_tokens: IdentityTokens
     proxy: UpstreamProxy
     key_usage: KeyUsageTracker
     key_invalidation: KeyInvalidation
@@ -63,7 +65,7 @@ class Gateway:
             )
         check_declared_length(request, self.settings.max_body_bytes)
         request_id: str = request.state.request_id
-        identity = Identity(principal_type="anonymous", request_id=request_id)
+        identity = ANONYMOUS
         limit_headers: dict[str, str] = {}
         if route.credential != "public":
             identity, key = await self.identify(request)
@@ -76,7 +78,7 @@ class Gateway:
         request.state.identity = identity
         bind_identity_to_logs(identity)
         body = await read_body(request, self.settings.max_body_bytes)
-        token = self.identity_signer.sign(identity.to_claims())
+        token = self.identity_tokens.token_for(identity)
         headers = forwarded_headers(request, {IDENTITY_HEADER: token, "x-request-id": request_id})
         response = await self.proxy.forward(
             method=request.method,
@@ -98,8 +100,7 @@ class Gateway:
         )
         if credential is None:
             raise UnauthorizedError("Send an API key or access token as a Bearer credential.")
-        request_id: str = request.state.request_id
-        return await self.authenticator.authenticate(credential, request_id=request_id)
+        return await self.authenticator.authenticate(credential)
 
     async def enforce_limits(self, key: VerifiedKey) -> dict[str, str]:
         """Spend one request of every policy of the key, or refuse with 429."""

@@ -34,7 +34,6 @@ class Identity:
     roles: frozenset[str] = field(default_factory=frozenset)
     scopes: frozenset[str] = field(default_factory=frozenset)
     plan: str | None = None
-    request_id: str | None = None
 
     @property
     def is_super_admin(self) -> bool:
@@ -54,7 +53,6 @@ class Identity:
             "roles": sorted(self.roles),
             "scopes": sorted(self.scopes),
             "plan": self.plan,
-            "rid": self.request_id,
         }
         return {name: value for name, value in claims.items() if value is not None}
 
@@ -78,7 +76,6 @@ class Identity:
             roles=frozenset(str(role) for role in roles),
             scopes=frozenset(str(scope) for scope in scopes),
             plan=claims.get("plan"),
-            request_id=claims.get("rid"),
         )
 
 

@@ -44,9 +44,7 @@ class Authenticator:
         self.cache, self.keys, self.user_tokens = cache, keys, user_tokens
         self.refresh_after_seconds = refresh_after_seconds
 
-    async def authenticate(
-        self, credential: str, *, request_id: str
-    ) -> tuple[Identity, VerifiedKey | None]:
+    async def authenticate(self, credential: str) -> tuple[Identity, VerifiedKey | None]:
         if credential.startswith("tg_"):
             key = await self.verify_api_key(credential)
             identity = Identity(
@@ -55,10 +53,9 @@ class Authenticator:
                 org_id=key.org_id,
                 scopes=frozenset(key.scopes),
                 plan=key.plan,
-                request_id=request_id,
             )
             return identity, key
-        return self.verify_user_token(credential, request_id=request_id), None
+        return self.verify_user_token(credential), None
 
     async def verify_api_key(self, key: str) -> VerifiedKey:
         # Shape and checksum first: garbage never costs a lookup.
@@ -92,7 +89,7 @@ class Authenticator:
         self.cache.put(secret_hash, verified)
         return verified
 
-    def verify_user_token(self, token: str, *, request_id: str) -> Identity:
+    def verify_user_token(self, token: str) -> Identity:
         try:
             claims = self.user_tokens.verify(token)
             org = claims.get("org")
@@ -102,7 +99,6 @@ class Authenticator:
                 org_id=uuid.UUID(org) if org else None,
                 roles=frozenset(claims.get("roles") or ()),
                 plan=claims.get("plan"),
-                request_id=request_id,
             )
         except (jwt.InvalidTokenError, KeyError, ValueError, TypeError) as error:
             raise InvalidTokenError("The access token is invalid or expired.") from error

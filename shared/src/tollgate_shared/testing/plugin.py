@@ -96,7 +96,6 @@ def mint_identity(identity_keys: tuple[str, str]) -> Callable[..., dict[str, str
             org_id=org_id,
             roles=frozenset(roles),
             scopes=frozenset(scopes),
-            request_id=uuid.uuid4().hex,
         )
         return {IDENTITY_HEADER: signer.sign(identity.to_claims(), ttl_seconds=ttl_seconds)}
 
