@@ -53,7 +53,7 @@ bench-gateway: bootstrap
 	$(UV) run --with py-spy==0.4.3 python bench/gateway_vs_nginx.py $(BENCH_ARGS)
 
 ## Rate-limit accuracy over 4 gateway replicas and revocation propagation to all of them
-## (bench/rate_limits_and_revocation.py, about 3 minutes). Nothing to install beyond the uv
+## (bench/rate_limits_and_revocation.py, about 2 minutes). Nothing to install beyond the uv
 ## environment. Options: make bench-limits BENCH_ARGS="--help".
 bench-limits: bootstrap
 	$(UV) run python bench/rate_limits_and_revocation.py $(BENCH_ARGS)

@@ -28,7 +28,6 @@ Everything runs on loopback; every child process is stopped at the end.
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -42,7 +41,7 @@ from pathlib import Path
 
 import httpx
 from gateway_metrics import counter_total
-from harness import progress, stop_on_sigterm
+from harness import cleanup_on_exit, progress
 from keys_database import set_key_rate_limit, set_plan
 from load import Load, Wrk, WrkResult, wrk_version
 from machine import describe_machine
@@ -82,7 +81,8 @@ class Features:
         return [
             f"requests the gateway counted on the route during the run: {self._handled()}",
             "authentication (API key, verified once then cached) and routing: on",
-            "identity token (EdDSA JWT) minted per request: on",
+            "identity token (EdDSA JWT) sent with every forwarded request (how often it is "
+            "signed anew is not observed here)",
             f"rate limiting: {self._rate_limiting()}",
             f"usage emission: {self._usage()}",
         ]
@@ -262,7 +262,6 @@ def parse_arguments() -> argparse.Namespace:
 
 def main() -> int:
     arguments = parse_arguments()
-    stop_on_sigterm()
     loads = [
         Load(
             "saturated",
@@ -297,7 +296,7 @@ def main() -> int:
 
 
 def run(arguments: argparse.Namespace, report: Report, directory: Path) -> None:
-    with contextlib.ExitStack() as cleanup:
+    with cleanup_on_exit() as cleanup:
         upstream = cleanup.enter_context(Nginx.upstream(directory=directory, port=free_port()))
         proxy = cleanup.enter_context(
             Nginx.proxy(

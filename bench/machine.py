@@ -2,9 +2,12 @@
 
 import os
 import platform
+import subprocess
 from importlib import metadata
 from pathlib import Path
 
+REPOSITORY = Path(__file__).resolve().parent.parent
+CODE_FOLDERS = ("gateway/src", "services", "shared/src", "deploy/local/src")
 PACKAGES = (
     "uvicorn",
     "uvloop",
@@ -45,11 +48,30 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _revision() -> str:
+    """The commit measured, and whether the code the stack runs differed from it."""
+    git = ["git", "-C", str(REPOSITORY)]
+    try:
+        commit = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            [*git, "status", "--porcelain", "--", *CODE_FOLDERS],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"{commit} + uncommitted changes in {', '.join(CODE_FOLDERS)}" if changed else commit
+
+
 def describe_machine(**tools: str) -> list[tuple[str, str]]:
     """The machine, Python and its packages, then each tool given (name=version)."""
     load_1, load_5, _ = os.getloadavg()
     python = f"{platform.python_implementation()} {platform.python_version()}"
     return [
+        ("tollgate revision", _revision()),
         ("cpu", f"{os.cpu_count()} cores, {_cpu_model()}"),
         ("memory", _memory_gib()),
         ("kernel", f"{platform.system()} {platform.release()}"),

@@ -44,7 +44,7 @@ from typing import Any
 import aiohttp
 import httpx
 from gateway_metrics import counter_total
-from harness import progress, stop_on_sigterm
+from harness import cleanup_on_exit, progress
 from keys_database import set_plan
 from machine import describe_machine
 
@@ -99,7 +99,11 @@ class Burst:
 @dataclass
 class Revocations:
     seconds: list[float] = field(default_factory=list)  # per trial, until all replicas refuse
-    failures: list[str] = field(default_factory=list)
+    failures: Counter[str] = field(default_factory=Counter)  # reason → trials
+
+    @property
+    def trials(self) -> int:
+        return len(self.seconds) + self.failures.total()
 
     def percentile_ms(self, percent: int) -> float:
         if len(self.seconds) == 1:
@@ -174,7 +178,7 @@ class Report:
     def _revocation(self) -> list[str]:
         revocations = self.revocations
         lines = [
-            f"**Revocation propagation**: {len(revocations.seconds) + len(revocations.failures)} "
+            f"**Revocation propagation**: {revocations.trials} "
             f"trials; each a fresh key cached by all {self.replicas} replicas, revoked through "
             "replica 1; the clock runs from the revoke call's answer until replicas "
             f"2 to {self.replicas} all answer 401 (each polled every "
@@ -187,9 +191,12 @@ class Report:
             lines.append(
                 f"| {len(revocations.seconds)} | {revocations.percentile_ms(50):.1f} "
                 f"| {revocations.percentile_ms(99):.1f} | {max(revocations.seconds) * 1000:.1f} "
-                f"| {len(revocations.failures)} |"
+                f"| {revocations.failures.total()} |"
             )
-        lines += [f"- failed: {failure}" for failure in revocations.failures]
+        lines += [
+            f"- {trials} trial(s) failed: {reason}"
+            for reason, trials in revocations.failures.most_common()
+        ]
         return lines
 
 
@@ -216,7 +223,6 @@ def parse_arguments() -> argparse.Namespace:
 
 def main() -> int:
     arguments = parse_arguments()
-    stop_on_sigterm()
     report = Report(
         started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         command=shlex.join(["python", *sys.argv]),
@@ -249,7 +255,7 @@ def nats_server_version() -> str:
 
 
 def run(arguments: argparse.Namespace, report: Report, directory: Path) -> None:
-    with contextlib.ExitStack() as cleanup:
+    with cleanup_on_exit() as cleanup:
         progress("starting the stack (PostgreSQL, NATS, keys, demo upstream, gateway)")
         stack = Stack(state_dir=directory / "stack", ports=Ports.free())
         info = stack.start()
@@ -258,7 +264,7 @@ def run(arguments: argparse.Namespace, report: Report, directory: Path) -> None:
         replicas = [info.gateway_url, *start_replicas(stack, arguments.replicas - 1, cleanup)]
         all_ready_at = time.monotonic()
         organization_id, access_token = sign_up(info.gateway_url)
-        # Before any of its keys exists: gateways read the plan with each key they verify.
+        # Before any of its keys exist: gateways read the plan with each key they verify.
         set_plan(stack, organization_id, "enterprise")
         asyncio.run(measure(arguments, report, replicas, f"Bearer {access_token}", all_ready_at))
 
@@ -404,7 +410,7 @@ async def revocation_trial(
     try:
         revocations.seconds.append(await _time_revocation(session, replicas, admin))
     except (UnexpectedAnswer, aiohttp.ClientError, TimeoutError) as error:
-        revocations.failures.append(f"{type(error).__name__}: {error}")
+        revocations.failures[f"{type(error).__name__}: {error}"] += 1
 
 
 async def _time_revocation(
