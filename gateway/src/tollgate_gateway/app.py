@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from tollgate_gateway.asgi import GatewayApp
 from tollgate_gateway.authentication.authenticator import (
     USER_TOKEN_AUDIENCE,
     USER_TOKEN_ISSUER,
@@ -30,13 +31,11 @@ from tollgate_gateway.rate_limits.policies import PolicyBook
 from tollgate_gateway.rate_limits.replicas import ReplicaRegistry
 from tollgate_gateway.routing.proxy import UpstreamProxy
 from tollgate_gateway.routing.table import (
-    ALL_METHODS,
     RouteTable,
     builtin_routes,
     load_operator_routes,
 )
 from tollgate_gateway.usage.metrics import SPOOL_BYTES, SPOOL_LAG_BYTES
-from tollgate_gateway.usage.middleware import UsageMiddleware
 from tollgate_gateway.usage.orphans import publish_orphaned_slots
 from tollgate_gateway.usage.publisher import UsagePublisher
 from tollgate_gateway.usage.spool import UsageSpool
@@ -46,13 +45,12 @@ from tollgate_shared.events.connection import connect_nats
 from tollgate_shared.events.streams import ensure_stream, usage_stream
 from tollgate_shared.identity import TokenVerifier, identity_signer
 from tollgate_shared.logging import configure_logging
-from tollgate_shared.middleware import RequestContextMiddleware
 
 SERVICE = "gateway"
 logger = structlog.get_logger(__name__)
 
 
-def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+def create_app(settings: GatewaySettings | None = None) -> GatewayApp:
     settings = settings or GatewaySettings()
     # Loaded here so a bad routes file stops the process before it serves anything.
     policies = PolicyBook(settings.rate_limit_plans, unknown_plan=settings.rate_limit_unknown_plan)
@@ -175,19 +173,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         openapi_url=None,
     )
     install_problem_handlers(app)
-    app.add_middleware(RequestContextMiddleware, service=SERVICE, trust_incoming_request_id=False)
-    # Added last, so outermost: it sees the answer of every request, 500s included.
-    app.add_middleware(UsageMiddleware)
     app.include_router(_operations_router())
     app.include_router(docs_router)
     app.include_router(limits_router)
-
-    @app.api_route("/{path:path}", methods=sorted(ALL_METHODS), include_in_schema=False)
-    async def forward(request: Request) -> Response:
-        gateway: Gateway = request.app.state.gateway
-        return await gateway.handle(request)
-
-    return app
+    return GatewayApp(app, service=SERVICE)
 
 
 def _operations_router() -> APIRouter:

@@ -21,6 +21,9 @@ class GatewaySettings(CommonSettings):
     user_token_public_key: Ed25519PublicKey = ""
     identity_ttl_seconds: int = Field(60, ge=5, le=3600)
 
+    # Processes `tollgate-gateway serve` starts on its port (read by the command, not the app).
+    workers: int = Field(1, ge=1, le=64)
+
     keys_url: str = "http://127.0.0.1:8101"
     routes_file: Path | None = Field(None, description="Operator routes (TOML)")
 

@@ -35,6 +35,7 @@ from tollgate_shared.identity import (
 from tollgate_shared.middleware import ROUTE_LABEL
 
 ANONYMOUS = Identity(principal_type="anonymous")
+RATE_LIMIT_FIELDS = frozenset({b"ratelimit", b"ratelimit-policy"})
 
 
 @dataclass
@@ -87,7 +88,10 @@ class Gateway:
             body=body,
             timeout_seconds=route.timeout_seconds,
         )
-        response.headers.update(limit_headers)
+        if limit_headers:  # the gateway's fields replace any the upstream sent
+            response.raw_headers = [
+                header for header in response.raw_headers if header[0] not in RATE_LIMIT_FIELDS
+            ] + [(name.lower().encode(), value.encode()) for name, value in limit_headers.items()]
         if route.service == "keys":
             self.key_invalidation.after_response(
                 method=request.method, path=raw_path, status=response.status_code

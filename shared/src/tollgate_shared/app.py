@@ -122,10 +122,18 @@ def health_router() -> APIRouter:
     return router
 
 
-def serve(app_factory: str, *, host: str, port: int) -> None:
-    """Run a process's app with uvicorn: our logging, no trust in client X-Forwarded-* headers."""
+def serve(app_factory: str, *, host: str, port: int, workers: int = 1) -> None:
+    """Run a process's app with uvicorn: our logging, no trust in client X-Forwarded-* headers.
+    With workers > 1, uvicorn forks that many processes sharing the port (and restarts any
+    that dies); each runs the whole app, lifespan included."""
     uvicorn.run(
-        app_factory, factory=True, host=host, port=port, log_config=None, proxy_headers=False
+        app_factory,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        proxy_headers=False,
     )
 
 

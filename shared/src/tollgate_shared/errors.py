@@ -84,17 +84,21 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
-async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ProblemError)
+def problem_from(request: Request, error: ProblemError) -> JSONResponse:
     return problem_response(
         request,
-        status=exc.status,
-        type_=exc.type,
-        title=exc.title,
-        detail=exc.detail,
-        headers=exc.headers,
-        **exc.extensions,
+        status=error.status,
+        type_=error.type,
+        title=error.title,
+        detail=error.detail,
+        headers=error.headers,
+        **error.extensions,
     )
+
+
+async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemError)
+    return problem_from(request, exc)
 
 
 def _field_error(error: dict[str, Any]) -> dict[str, Any]:

@@ -67,7 +67,8 @@ class PolicyBook:
         if unknown_plan not in plans:
             raise ValueError(f"the fallback plan {unknown_plan!r} is not among the plans")
         self.plans, self.unknown_plan = plans, unknown_plan
-        self._by_key: dict[tuple[uuid.UUID, str, str], tuple[Policy, ...]] = {}
+        # By the cached key object itself: a changed key is a new object (the cache replaces it).
+        self._by_key: dict[int, tuple[VerifiedKey, tuple[Policy, ...]]] = {}
 
     def org_policies(self, org_id: uuid.UUID, plan: str | None) -> tuple[Policy, ...]:
         limits = self.plans.get(plan or self.unknown_plan) or self.plans[self.unknown_plan]
@@ -75,16 +76,14 @@ class PolicyBook:
 
     def key_policies(self, key: VerifiedKey) -> tuple[Policy, ...]:
         """The org's policies, then the key's own; memoized since this runs on every request."""
-        memo = (key.key_id, key.plan, repr(key.rate_limit))
-        policies = self._by_key.get(memo)
-        if policies is None:
-            override = Limits.model_validate(key.rate_limit) if key.rate_limit else Limits()
-            policies = self.org_policies(key.org_id, key.plan) + _policies(
-                "key", key.key_id, override
-            )
-            if len(self._by_key) >= 100_000:
-                self._by_key.clear()
-            self._by_key[memo] = policies
+        memo = self._by_key.get(id(key))
+        if memo is not None and memo[0] is key:
+            return memo[1]
+        override = Limits.model_validate(key.rate_limit) if key.rate_limit else Limits()
+        policies = self.org_policies(key.org_id, key.plan) + _policies("key", key.key_id, override)
+        if len(self._by_key) >= 100_000:
+            self._by_key.clear()
+        self._by_key[id(key)] = (key, policies)
         return policies
 
 

@@ -30,6 +30,7 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
+NOT_FROM_UPSTREAM = HOP_BY_HOP | SERVER_SET
 # Never forwarded from the client: credentials stay at the gateway, identity is ours to assert.
 CLIENT_HEADERS_DROPPED = HOP_BY_HOP | frozenset(
     {
@@ -152,7 +153,7 @@ class UpstreamProxy:
         response_headers = [
             (name.lower(), value)
             for name, value in upstream.raw_headers
-            if name.lower().decode("latin-1") not in HOP_BY_HOP | SERVER_SET
+            if name.lower().decode("latin-1") not in NOT_FROM_UPSTREAM
         ]
         if upstream.content_length is not None and upstream.content_length <= BUFFERED_BYTES:
             response: Response = await _buffered(upstream)
