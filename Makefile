@@ -7,7 +7,7 @@ export UV_SYSTEM_CERTS ?= 1
 PYTEST_WORKERS ?= 4
 SOURCES := shared/src gateway/src services/keys/src deploy/local/src
 
-.PHONY: dev test e2e lint fmt bootstrap bench-gateway bench-limits
+.PHONY: dev test e2e lint fmt bootstrap bench-gateway bench-limits bench-limiter
 
 bootstrap:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
@@ -57,3 +57,7 @@ bench-gateway: bootstrap
 ## environment. Options: make bench-limits BENCH_ARGS="--help".
 bench-limits: bootstrap
 	$(UV) run python bench/rate_limits_and_revocation.py $(BENCH_ARGS)
+
+## One rate-limit decision in-process against JetStream KV: lease hit vs lease refill, in µs.
+bench-limiter: bootstrap
+	$(UV) run python bench/limiter_decision.py $(BENCH_ARGS)

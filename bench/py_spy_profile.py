@@ -1,8 +1,11 @@
 """A py-spy profile of the gateway under load, summarised by where the time goes.
 
 py-spy samples the gateway's Python stacks from outside the process (no code change, small
-overhead). Idle samples (the event loop waiting in epoll) are left out, so the shares below
-are shares of the time the gateway's one thread was busy.
+overhead); with several uvicorn workers, `--subprocesses` on the supervisor samples every worker.
+Idle samples (an event loop waiting in epoll) are left out, so the shares below are shares of
+the time the gateway's processes were busy. With several workers, so are the samples of two
+kinds of thread blocked reading a pipe, which py-spy does not see as idle: the thread in each
+worker that answers the supervisor's pings, and multiprocessing's resource tracker.
 
 Each busy sample is put in one category: walking from the innermost frame outwards, the first
 frame whose file belongs to a known component names it. So json.dumps called by structlog counts
@@ -78,34 +81,45 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("event loop: uvloop (C) and asyncio helpers", ("asyncio/", "uvloop/")),
 ]
 OTHER = "other"
+# (file marker, qualified name) of functions whose threads wait on a pipe, though py-spy
+# samples them as busy.
+WAITING: list[tuple[str, str]] = [
+    ("uvicorn/supervisors/multiprocess.py", "Process.always_pong "),
+    ("multiprocessing/resource_tracker.py", "main "),
+]
 
 
 @dataclass
 class ProfileSummary:
+    subject: str  # what was profiled, and how
     samples: int
     seconds: int
     rate: int
     categories: list[tuple[str, int]]  # (category, samples), largest first
     leaf_functions: list[tuple[str, int]]  # innermost frames (self time), largest first
     inclusive: list[tuple[str, int]]  # chosen functions with everything they call
+    waiting_left_out: int  # samples of WAITING threads, not in `samples`
 
     def share(self, count: int) -> str:
         return f"{100 * count / self.samples:.1f} %" if self.samples else "-"
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "subject": self.subject,
             "samples": self.samples,
             "seconds": self.seconds,
             "rate": self.rate,
             "categories": self.categories,
             "leaf_functions": self.leaf_functions,
             "inclusive": self.inclusive,
+            "waiting_left_out": self.waiting_left_out,
         }
 
     def to_markdown(self) -> list[str]:
         lines = [
-            f"Where the gateway's busy time goes (py-spy {PY_SPY_VERSION}, {self.seconds} s at "
-            f"{self.rate} Hz under the saturated load, {self.samples:,} busy samples):",
+            f"Where the busy time of {self.subject} goes (py-spy {PY_SPY_VERSION}, "
+            f"{self.seconds} s at {self.rate} Hz under the saturated load, "
+            f"{self.samples:,} busy samples{self._left_out()}):",
             "",
             "| component the time is spent in (innermost known frame) | share |",
             "|---|--:|",
@@ -116,6 +130,14 @@ class ProfileSummary:
         lines += ["", "| innermost Python function (self time) | share |", "|---|--:|"]
         lines += [f"| `{name}` | {self.share(count)} |" for name, count in self.leaf_functions]
         return lines
+
+    def _left_out(self) -> str:
+        if not self.waiting_left_out:
+            return ""
+        return (
+            f"; {self.waiting_left_out:,} more, of threads blocked on a pipe (uvicorn's "
+            "ping answers, multiprocessing's resource tracker), left out as idle"
+        )
 
 
 # Functions whose inclusive time answers "what does X cost": (label, file marker, qualified name).
@@ -184,9 +206,16 @@ def py_spy_binary() -> str | None:
 
 
 def record_profile(
-    *, pid: int, seconds: int, output: Path, load: Callable[[int], object]
+    *,
+    pid: int,
+    subprocesses: bool,
+    subject: str,
+    seconds: int,
+    output: Path,
+    load: Callable[[int], object],
 ) -> ProfileSummary | None:
-    """Record `seconds` of the process under `load` (called with a duration, in a thread)."""
+    """Record `seconds` of the process (and its children, with `subprocesses`) under `load`
+    (called with a duration, in a thread)."""
     binary = py_spy_binary()
     if binary is None:
         print("[bench] py-spy not found: no profile (make bench-gateway provides it)")
@@ -209,6 +238,7 @@ def record_profile(
             "raw",
             "--output",
             str(output),
+            *(["--subprocesses"] if subprocesses else []),
         ],
         capture_output=True,
         text=True,
@@ -217,7 +247,7 @@ def record_profile(
     if completed.returncode != 0 or not output.exists():
         print(f"[bench] py-spy failed: {completed.stderr.strip()}")
         return None
-    return summarise(output.read_text(), seconds=seconds, rate=rate)
+    return summarise(output.read_text(), subject=subject, seconds=seconds, rate=rate)
 
 
 def _file_of(frame: str) -> str:
@@ -231,6 +261,15 @@ def _function_of(frame: str) -> str:
     return f"{name} ({'/'.join(file.split('/')[-2:])})"
 
 
+def _calls_any(frames: list[str], functions: list[tuple[str, str]]) -> bool:
+    """Whether the stack goes through one of the (file marker, qualified name) functions."""
+    return any(
+        frame.startswith(function) and marker in _file_of(frame)
+        for frame in frames
+        for marker, function in functions
+    )
+
+
 def categorise(frames: list[str]) -> str:
     for frame in reversed(frames):
         file = _file_of(frame)
@@ -240,11 +279,11 @@ def categorise(frames: list[str]) -> str:
     return OTHER
 
 
-def summarise(raw: str, *, seconds: int, rate: int, top: int = 15) -> ProfileSummary:
+def summarise(raw: str, *, subject: str, seconds: int, rate: int, top: int = 15) -> ProfileSummary:
     categories: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
-    total = 0
+    total = waiting = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -253,17 +292,22 @@ def summarise(raw: str, *, seconds: int, rate: int, top: int = 15) -> ProfileSum
         frames = [frame for frame in stack.split(";") if frame.endswith(")")]
         if not frames:
             continue
+        if _calls_any(frames, WAITING):
+            waiting += count
+            continue
         total += count
         categories[categorise(frames)] += count
         leaves[_function_of(frames[-1])] += count
         for label, marker, function in INCLUSIVE:
-            if any(frame.startswith(function) and marker in _file_of(frame) for frame in frames):
+            if _calls_any(frames, [(marker, function)]):
                 inclusive[label] += count
     return ProfileSummary(
+        subject=subject,
         samples=total,
         seconds=seconds,
         rate=rate,
         categories=categories.most_common(),
         leaf_functions=leaves.most_common(top),
         inclusive=[(label, inclusive[label]) for label, _, _ in INCLUSIVE],
+        waiting_left_out=waiting,
     )

@@ -296,6 +296,10 @@ class RateLimiter:
 
     async def close(self, timeout_seconds: float) -> None:
         """Give every unspent lease back, so a restart leaves the others their tokens."""
+        refills = [c.refill for c in self._counters.values() if c.refill and not c.refill.done()]
+        for refill in refills:
+            refill.cancel()  # no new lease while giving leases back
+        await asyncio.gather(*refills, return_exceptions=True)
         with contextlib.suppress(TimeoutError, CountersUnavailable):
             async with asyncio.timeout(timeout_seconds):
                 for counter in list(self._counters.values()):
