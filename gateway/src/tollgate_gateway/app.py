@@ -60,7 +60,12 @@ def create_app(settings: GatewaySettings | None = None) -> GatewayApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(service=SERVICE, log_format=settings.log_format, level=settings.log_level)
+        configure_logging(
+            service=SERVICE,
+            log_format=settings.log_format,
+            level=settings.log_level,
+            cache_loggers=settings.env != "test",
+        )
         cache = KeyCache(
             max_entries=settings.key_cache_max_entries,
             negative_seconds=settings.key_cache_negative_seconds,

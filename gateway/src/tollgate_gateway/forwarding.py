@@ -83,7 +83,7 @@ class Gateway:
         headers = forwarded_headers(request, {IDENTITY_HEADER: token, "x-request-id": request_id})
         response = await self.proxy.forward(
             method=request.method,
-            url=route.upstream_url(raw_path, request.url.query),
+            url=route.upstream_url(raw_path, request.scope["query_string"].decode("latin-1")),
             headers=headers,
             body=body,
             timeout_seconds=route.timeout_seconds,

@@ -60,7 +60,12 @@ def create_service_app(
 ) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(service=service, log_format=settings.log_format, level=settings.log_level)
+        configure_logging(
+            service=service,
+            log_format=settings.log_format,
+            level=settings.log_level,
+            cache_loggers=settings.env != "test",
+        )
         engine = create_engine(settings.database_url, schema=service)
         tasks: list[asyncio.Task[Any]] = []
         nats_client: Client | None = None

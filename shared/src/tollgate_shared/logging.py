@@ -28,13 +28,21 @@ SECRET_FIELDS = frozenset(
     }
 )
 REDACTED = "[redacted]"
+KEY_PREFIXES = ("tg_live_", "tg_test_")
 
 
 def redact_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    for name, value in list(event_dict.items()):
-        event_dict[name] = _redact(name, value)
+    for name, value in event_dict.items():
+        # Plain values are the common case (every access line): checked inline, no call.
+        if name.lower() in SECRET_FIELDS:
+            event_dict[name] = REDACTED
+        elif type(value) is str:
+            if value.startswith(KEY_PREFIXES):
+                event_dict[name] = value[:12] + "…" + REDACTED
+        elif isinstance(value, dict):
+            event_dict[name] = _redact(name, value)
     return event_dict
 
 
@@ -43,14 +51,24 @@ def _redact(name: str, value: Any) -> Any:
         return REDACTED
     if isinstance(value, dict):
         return {k: _redact(str(k), v) for k, v in value.items()}
-    if isinstance(value, str) and value.startswith(("tg_live_", "tg_test_")):
+    if isinstance(value, str) and value.startswith(KEY_PREFIXES):
         return value[:12] + "…" + REDACTED
     return value
 
 
+class _StderrLogger(structlog.PrintLogger):
+    """Writes to the sys.stderr of the moment (test capture, daemons replace it), so a logger
+    bound once stays right."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
 def _current_stderr_logger(*_args: Any) -> structlog.PrintLogger:
-    # sys.stderr looked up per logger, not once: it may be replaced (test capture, daemons).
-    return structlog.PrintLogger(file=sys.stderr)
+    return _StderrLogger()
 
 
 class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
@@ -65,8 +83,14 @@ class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unu
         pass
 
 
-def configure_logging(*, service: str, log_format: str = "auto", level: str = "INFO") -> None:
-    """Configure structlog and the standard library (uvicorn, sqlalchemy) to one output."""
+def configure_logging(
+    *, service: str, log_format: str = "auto", level: str = "INFO", cache_loggers: bool = False
+) -> None:
+    """Configure structlog and the standard library (uvicorn, sqlalchemy) to one output.
+
+    cache_loggers: each module logger binds once, on first use, instead of on every call
+    (~20 µs a line). Only for processes that configure logging once: loggers then ignore any
+    later configure(), structlog's capture_logs() in tests included."""
     render_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
 
     def add_service(
@@ -95,8 +119,7 @@ def configure_logging(*, service: str, log_format: str = "auto", level: str = "I
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=_current_stderr_logger,
-        # Not cached: a process that reconfigures (tests) must not keep loggers on old outputs.
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=cache_loggers,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared_processors,

@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 import structlog
 
 from tollgate_gateway.rate_limits.counters import CountersUnavailable, SharedCounters
-from tollgate_gateway.rate_limits.metrics import DECISIONS, LEASES, LOCAL_FALLBACK
+from tollgate_gateway.rate_limits.metrics import (
+    ALLOWED,
+    LEASES,
+    LOCAL_FALLBACK,
+    LOCAL_LEASE,
+    REFUSED,
+)
 from tollgate_gateway.rate_limits.policies import Policy
 from tollgate_gateway.rate_limits.replicas import ReplicaRegistry
 
@@ -119,11 +125,11 @@ class RateLimiter:
                     counter.lease -= 1
                     counter.used_at = monotonic
                     self._prefetch_if_low(counter)
-                DECISIONS.labels(outcome="allowed").inc()
+                ALLOWED.inc()
                 return Decision(allowed=True, states=self._states(counters, now))
             violated = tuple(counter.policy for counter in dry if counter.exhausted(monotonic))
             if violated:
-                DECISIONS.labels(outcome="refused").inc()
+                REFUSED.inc()
                 states = self._states(counters, now)
                 return Decision(allowed=False, states=states, violated=violated)
             # Each refill either grants tokens or finds the quota used up, so this ends.
@@ -223,7 +229,7 @@ class RateLimiter:
     def _grant_locally(self, counter: _Counter) -> None:
         share = math.ceil(counter.policy.quota / self._replicas.count)
         grant = max(0, share - counter.taken)
-        DECISIONS.labels(outcome="local_lease").inc()
+        LOCAL_LEASE.inc()
         if grant == 0:
             counter.exhausted_at = time.monotonic()
             return

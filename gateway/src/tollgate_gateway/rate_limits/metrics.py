@@ -16,3 +16,7 @@ LOCAL_FALLBACK = Gauge(
     "tollgate_gateway_rate_limit_local_fallback",
     "1 while this replica decides rate limits alone because the shared counters are unreachable",
 )
+# Children resolved once: labels() per decision costs more than the decision's own bookkeeping.
+ALLOWED = DECISIONS.labels(outcome="allowed")
+REFUSED = DECISIONS.labels(outcome="refused")
+LOCAL_LEASE = DECISIONS.labels(outcome="local_lease")

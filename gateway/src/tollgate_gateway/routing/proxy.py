@@ -89,21 +89,23 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def forwarded_headers(request: Request, extra: dict[str, str]) -> list[tuple[str, str]]:
-    connection_listed = {
-        name.strip().lower() for name in request.headers.get("connection", "").split(",")
-    }
+    # From the raw ASGI headers (names already lower-case): this runs on every request.
+    raw = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in request.scope["headers"]
+    ]
+    connection = next((value for name, value in raw if name == "connection"), "")
+    dropped = CLIENT_HEADERS_DROPPED | {name.strip().lower() for name in connection.split(",")}
     headers = [
         (name, value)
-        for name, value in request.headers.items()
-        if name not in CLIENT_HEADERS_DROPPED
-        and name not in connection_listed
-        and not name.startswith("x-tollgate-")
+        for name, value in raw
+        if name not in dropped and not name.startswith("x-tollgate-")
     ]
-    client_host = request.client.host if request.client else "unknown"
+    client = request.scope.get("client")
     headers += [
-        ("x-forwarded-for", client_host),
-        ("x-forwarded-proto", request.url.scheme),
-        ("x-forwarded-host", request.headers.get("host", "")),
+        ("x-forwarded-for", client[0] if client else "unknown"),
+        ("x-forwarded-proto", request.scope.get("scheme", "http")),
+        ("x-forwarded-host", next((value for name, value in raw if name == "host"), "")),
     ]
     headers += list(extra.items())
     return headers
