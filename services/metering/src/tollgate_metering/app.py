@@ -1,0 +1,52 @@
+"""The metering service: meters and deduplicated usage events, from the API and the gateway."""
+
+from collections.abc import Coroutine
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from tollgate_metering.config import SERVICE, MeteringSettings
+from tollgate_metering.gateway_usage.handlers import gateway_usage_consumer
+from tollgate_metering.ingestion.endpoints import router as events_router
+from tollgate_metering.meters.endpoints import router as meters_router
+from tollgate_metering.retention import forget_expired_forever
+from tollgate_shared.app import ServiceRuntime, create_service_app
+from tollgate_shared.events.streams import ensure_stream, usage_stream
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def create_app(settings: MeteringSettings | None = None) -> FastAPI:
+    settings = settings or MeteringSettings()  # type: ignore[call-arg, unused-ignore]
+
+    async def on_startup(runtime: ServiceRuntime) -> None:
+        # The gateway may not have started yet: whoever comes first creates the stream.
+        await ensure_stream(runtime.js, usage_stream())
+
+    def background(runtime: ServiceRuntime) -> list[Coroutine[Any, Any, None]]:
+        consumer = gateway_usage_consumer(
+            js=runtime.js, sessionmaker=runtime.sessionmaker, name=settings.usage_consumer_name
+        )
+        return [
+            consumer.run(),
+            forget_expired_forever(
+                runtime.sessionmaker,
+                retention=timedelta(days=settings.raw_retention_days),
+                consumer=settings.usage_consumer_name,
+                interval_seconds=settings.retention_sweep_interval_seconds,
+            ),
+        ]
+
+    app = create_service_app(
+        service=SERVICE,
+        settings=settings,
+        description="Meters and usage events: reported by the operator's services through the "
+        "API, and one api_requests event per gateway request.",
+        routers=[meters_router, events_router],
+        background=background,
+        on_startup=on_startup,
+    )
+    app.state.settings = settings
+    return app

@@ -1,0 +1,38 @@
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from tollgate_shared.settings import ServiceSettings
+
+# The service's name: its PostgreSQL schema, its JetStream stream (METERING) and its log field.
+SERVICE = "metering"
+
+
+class MeteringSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TOLLGATE_METERING_",
+        extra="ignore",
+        populate_by_name=True,
+        hide_input_in_errors=True,
+    )
+
+    # How old an event's time may be when it arrives (late events, e.g. a client's retry queue).
+    late_event_days: int = Field(35, ge=1, le=366)
+    # How far an event's time may lie ahead of this server's clock (the sender's clock skew).
+    future_tolerance_seconds: int = Field(300, ge=0, le=86400)
+    # Raw events (and so their ids, which deduplicate retries) are kept this long after they
+    # were received; never shorter than the late-event window, or a late retry could count twice.
+    raw_retention_days: int = Field(35, ge=1)
+    retention_sweep_interval_seconds: float = Field(3600.0, gt=0)
+    # The durable JetStream consumer of the USAGE stream. Replicas of one deployment share it
+    # (each event goes to one of them); another deployment on the same NATS needs its own name.
+    usage_consumer_name: str = Field("metering-usage", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+    @model_validator(mode="after")
+    def _retention_covers_late_events(self) -> "MeteringSettings":
+        if self.raw_retention_days < self.late_event_days:
+            raise ValueError(
+                "TOLLGATE_METERING_RAW_RETENTION_DAYS must be at least "
+                "TOLLGATE_METERING_LATE_EVENT_DAYS: an event id must be remembered as long as "
+                "its event may still arrive"
+            )
+        return self

@@ -1,0 +1,205 @@
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import nats
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tollgate_metering.app import create_app
+from tollgate_metering.config import MeteringSettings
+from tollgate_metering.gateway_usage.handlers import USAGE_RECORDED
+from tollgate_metering.testing import migrated_test_settings
+from tollgate_shared.errors import PROBLEM_BASE, PROBLEM_JSON
+from tollgate_shared.events.streams import USAGE_STREAM, ensure_stream, usage_stream
+from tollgate_shared.testing.database import rolled_back_sessions
+
+TABLES = ("meters", "usage_events")
+
+
+@asynccontextmanager
+async def usage_consumer_from_stream_end(nats_url: str) -> AsyncIterator[str]:
+    """A durable consumer name for one app, created before the app creates it, delivering only
+    new events; deleted at the end.
+
+    The app would create it delivering the whole stream, which is right in production (nothing
+    is lost) but would replay every usage event other suites published on a shared NATS."""
+    name = f"metering-usage-test-{uuid.uuid4().hex[:10]}"
+    client = await nats.connect(nats_url)
+    try:
+        js = client.jetstream()
+        await ensure_stream(js, usage_stream())
+        await js.add_consumer(
+            USAGE_STREAM,
+            ConsumerConfig(
+                durable_name=name,
+                filter_subject=USAGE_RECORDED,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.NEW,
+                ack_wait=30,
+                max_deliver=-1,
+            ),
+        )
+        yield name
+        await js.delete_consumer(USAGE_STREAM, name)
+    finally:
+        await client.close()
+
+
+@pytest.fixture(scope="session")
+async def metering_settings(
+    new_database: Callable[[str], str], nats_url: str, identity_keys: tuple[str, str]
+) -> AsyncIterator[MeteringSettings]:
+    async with usage_consumer_from_stream_end(nats_url) as consumer:
+        yield migrated_test_settings(
+            database_url=new_database("metering"),
+            nats_url=nats_url,
+            identity_public_key=identity_keys[1],
+            usage_consumer_name=consumer,
+        )
+
+
+@pytest.fixture(scope="session")
+async def metering_app(metering_settings: MeteringSettings) -> AsyncIterator[FastAPI]:
+    app = create_app(metering_settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture(scope="session")
+async def committed_app(
+    new_database: Callable[[str], str], nats_url: str, identity_keys: tuple[str, str]
+) -> AsyncIterator[FastAPI]:
+    """Another metering app, on a database of its own, for tests that need real commits from
+    several connections at once."""
+    async with usage_consumer_from_stream_end(nats_url) as consumer:
+        settings = migrated_test_settings(
+            database_url=new_database("metering_committed"),
+            nats_url=nats_url,
+            identity_public_key=identity_keys[1],
+            usage_consumer_name=consumer,
+        )
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            yield app
+
+
+@pytest.fixture
+async def db(metering_app: FastAPI) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """This test's sessions; everything they write is rolled back at the end."""
+    async with rolled_back_sessions(metering_app.state.runtime.engine, metering_app) as sessions:
+        yield sessions
+
+
+@pytest.fixture
+async def client(metering_app: FastAPI, db: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=metering_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://metering") as http:
+        yield http
+
+
+@dataclass
+class Org:
+    """An organisation (metering knows it only by id), with headers to act as its people and
+    keys the way the gateway would forward them."""
+
+    org_id: uuid.UUID
+    mint: Callable[..., dict[str, str]]
+
+    def user(self, role: str = "member") -> dict[str, str]:
+        return self.mint("user", principal_id=str(uuid.uuid4()), org_id=self.org_id, roles=(role,))
+
+    def key(self, *scopes: str) -> dict[str, str]:
+        return self.mint("key", principal_id=str(uuid.uuid4()), org_id=self.org_id, scopes=scopes)
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return self.user("org_admin")
+
+
+@pytest.fixture
+def acme(mint_identity: Callable[..., dict[str, str]]) -> Org:
+    return Org(uuid.uuid4(), mint_identity)
+
+
+@pytest.fixture
+def globex(mint_identity: Callable[..., dict[str, str]]) -> Org:
+    return Org(uuid.uuid4(), mint_identity)
+
+
+async def create_meter(client: httpx.AsyncClient, org: Org, **body: Any) -> dict[str, Any]:
+    meter = {"key": "llm_tokens", "name": "LLM tokens", "aggregation": "SUM"}
+    meter.update(body)
+    if meter["aggregation"] != "COUNT":
+        meter.setdefault("value_property", "tokens")
+    response = await client.post("/v1/meters", json=meter, headers=org.admin)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def event(id: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A valid event of the llm_tokens meter (SUM of data.tokens); fields replace or add."""
+    body = {
+        "id": uuid.uuid4().hex if id is None else id,
+        "type": "llm_tokens",
+        "subject": "customer-1",
+        "time": datetime.now(UTC).isoformat(),
+        "data": {"tokens": 120, "model": "small"},
+    }
+    body.update(fields)
+    return body
+
+
+def ago(**delta: float) -> str:
+    return (datetime.now(UTC) - timedelta(**delta)).isoformat()
+
+
+async def stored_events(
+    db: async_sessionmaker[AsyncSession], org: Org | uuid.UUID
+) -> list[dict[str, Any]]:
+    """The organisation's stored events, oldest id first."""
+    org_id = org.org_id if isinstance(org, Org) else org
+    async with db() as session:
+        rows = await session.execute(
+            sa.text("SELECT * FROM metering.usage_events WHERE org_id = :org ORDER BY id"),
+            {"org": org_id},
+        )
+        return [dict(row) for row in rows.mappings()]
+
+
+async def database_state(db: async_sessionmaker[AsyncSession]) -> dict[str, tuple[int, str]]:
+    """Row count and a digest of every row of every table, to prove a request changed nothing."""
+    state = {}
+    async with db() as session:
+        for table in TABLES:  # fixed names, never input
+            digest = "md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"
+            query = sa.text(f"SELECT count(*), {digest} FROM metering.{table} AS t")  # noqa: S608
+            row = (await session.execute(query)).one()
+            state[table] = (row[0], row[1])
+    return state
+
+
+def assert_problem(
+    response: httpx.Response, status: int, slug: str | None = None
+) -> dict[str, Any]:
+    """A clear RFC 9457 problem: the status, a type, a title, a detail and the request id."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    if slug is not None:
+        assert body["type"] == PROBLEM_BASE + slug, body
+    assert body["title"]
+    assert body["detail"]
+    assert body["request_id"] == response.headers["x-request-id"]
+    if status == 422 and body["type"] == PROBLEM_BASE + "validation-error":
+        assert body["errors"], body
+    return body
