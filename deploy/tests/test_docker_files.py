@@ -31,10 +31,13 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 # The long-running processes: compose service -> (workspace package, port serving /healthz).
 SERVERS = {
     "keys": ("tollgate-keys", 8101),
+    "metering": ("tollgate-metering", 8103),
     "gateway": ("tollgate-gateway", 8080),
     "demo-upstream": ("tollgate-local", 8190),
 }
-ONE_SHOT = {"keys-migrate": "tollgate-keys"}
+# The one-shot migrations: compose service -> workspace package. Each "<service>-migrate" runs
+# before its server "<service>", from the same image.
+ONE_SHOT = {"keys-migrate": "tollgate-keys", "metering-migrate": "tollgate-metering"}
 # Inside a container a server must listen beyond loopback, or nothing can reach it.
 CONTAINER_HOST = "0.0.0.0"  # noqa: S104
 
@@ -190,18 +193,22 @@ def test_start_order_waits_for_health_and_for_the_migration(
             for dependency, spec in services[name]["depends_on"].items()
         }
 
-    migrate = services["keys-migrate"]
-    assert migrate["command"] == ["tollgate-keys", "migrate"]
-    assert migrate["restart"] == "no", "a finished migration must not be started again"
-    assert migrate["healthcheck"] == {"disable": True}
-    assert migrate["image"] == services["keys"]["image"]
-    assert migrate["build"] == services["keys"]["build"]
-    assert conditions("keys-migrate") == {"postgres": "service_healthy"}
+    for migration, package in ONE_SHOT.items():
+        server = migration.removesuffix("-migrate")
+        assert SERVERS[server][0] == package, migration
+        migrate = services[migration]
+        assert migrate["command"] == [package, "migrate"]
+        assert migrate["restart"] == "no", "a finished migration must not be started again"
+        assert migrate["healthcheck"] == {"disable": True}
+        assert migrate["image"] == services[server]["image"]
+        assert migrate["build"] == services[server]["build"]
+        assert migrate["build"]["args"]["PACKAGE"] == package
+        assert conditions(migration) == {"postgres": "service_healthy"}
 
-    assert conditions("keys") == {
-        "keys-migrate": "service_completed_successfully",
-        "nats": "service_healthy",
-    }
+        assert conditions(server) == {
+            migration: "service_completed_successfully",
+            "nats": "service_healthy",
+        }
     gateway = conditions("gateway")
     assert gateway["keys"] == "service_healthy"
     assert gateway["nats"] == "service_healthy"
@@ -268,6 +275,7 @@ def test_processes_get_the_settings_they_read(
     from tollgate_gateway.config import GatewaySettings
     from tollgate_keys.config import KeysSettings
     from tollgate_local.secrets import StackSecrets
+    from tollgate_metering.config import MeteringSettings
     from tollgate_shared.settings import DatabaseSettings
 
     # What `tollgate-dev keygen > .env` writes: the settings must accept it in production.
@@ -277,11 +285,16 @@ def test_processes_get_the_settings_they_read(
     settings_classes: dict[str, type[BaseSettings]] = {
         "keys-migrate": DatabaseSettings,
         "keys": KeysSettings,
+        "metering-migrate": DatabaseSettings,
+        "metering": MeteringSettings,
         "gateway": GatewaySettings,
     }
+    # Every process built from the Dockerfile is checked here.
+    assert set(settings_classes) == (set(SERVERS) | set(ONE_SHOT)) - {"demo-upstream"}
+    loaded: dict[str, BaseSettings] = {}
     for name, settings_class in settings_classes.items():
         environment = environment_of(services[name])
-        if name != "keys-migrate":
+        if name not in ONE_SHOT:
             assert environment["TOLLGATE_ENV"] == "production"
             assert environment["TOLLGATE_NATS_URL"] == "nats://nats:4222"
         # compose may not pass a variable the process would silently ignore (a typo).
@@ -295,16 +308,31 @@ def test_processes_get_the_settings_they_read(
                 monkeypatch.setenv(variable, resolve(value, env=dotenv))
         settings = settings_class()  # refuses missing, malformed or development secrets
         assert getattr(settings, "env", "production") == "production"
+        loaded[name] = settings
 
-    keys = environment_of(services["keys"])
-    database = urlsplit(resolve(keys["TOLLGATE_DATABASE_URL"] or ""))
-    assert (database.scheme, database.hostname, database.port) == ("postgresql", "postgres", 5432)
-    assert (database.username, database.path) == ("tollgate", "/tollgate")
-    assert "TOLLGATE_IDENTITY_PUBLIC_KEY" in keys
+    # The services behind the gateway share one database (a schema each) and verify identities.
+    for name in (migration.removesuffix("-migrate") for migration in ONE_SHOT):
+        service = environment_of(services[name])
+        database = urlsplit(resolve(service["TOLLGATE_DATABASE_URL"] or ""))
+        assert (database.scheme, database.hostname, database.port) == (
+            "postgresql",
+            "postgres",
+            5432,
+        ), name
+        assert (database.username, database.path) == ("tollgate", "/tollgate"), name
+        assert "TOLLGATE_IDENTITY_PUBLIC_KEY" in service, name
     assert environment_of(services["demo-upstream"]).keys() == {"TOLLGATE_IDENTITY_PUBLIC_KEY"}
 
+    # The gateway reaches every built-in service by its compose name, on the port it serves.
+    gateway_settings = loaded["gateway"]
+    assert isinstance(gateway_settings, GatewaySettings)
+    service_urls = gateway_settings.service_urls()
+    assert set(service_urls) == {"keys", "metering"}
+    for service_name, url in service_urls.items():
+        assert url == f"http://{service_name}:{SERVERS[service_name][1]}", service_name
     gateway = environment_of(services["gateway"])
     assert gateway["TOLLGATE_GATEWAY_KEYS_URL"] == "http://keys:8101"
+    assert gateway["TOLLGATE_GATEWAY_METERING_URL"] == "http://metering:8103"
     routes_mount = next(
         mount
         for mount in services["gateway"]["volumes"]

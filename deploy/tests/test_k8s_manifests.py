@@ -6,7 +6,7 @@ Kubernetes OpenAPI schemas shipped by kubernetes-validate, and the facts a deplo
 are read from the rendered objects: the same processes, commands, images and settings as
 docker-compose.yml, secrets only from a Secret, probes on the ports the processes listen on,
 unprivileged containers with resources, the gateway's usage spool on a persistent volume, the
-autoscaler and disruption budgets on the right pods, and a routes file the gateway accepts.
+autoscalers and disruption budgets on the right pods, and a routes file the gateway accepts.
 The tools are required: a missing one fails the test, it is never skipped.
 """
 
@@ -17,13 +17,16 @@ import sys
 from collections.abc import Iterator
 from copy import deepcopy
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 from pydantic_settings import BaseSettings
+
+if TYPE_CHECKING:
+    from tollgate_gateway.config import GatewaySettings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -41,9 +44,17 @@ SECRET_NAME = "tollgate-secrets"
 # Workload -> container -> the compose service it mirrors (command, image, environment).
 CONTAINERS = {
     ("Deployment", "keys"): {"migrate": "keys-migrate", "keys": "keys"},
+    ("Deployment", "metering"): {"migrate": "metering-migrate", "metering": "metering"},
     ("StatefulSet", "gateway"): {"gateway": "gateway"},
     ("Job", "keys-migrate"): {"migrate": "keys-migrate"},
+    ("Job", "metering-migrate"): {"migrate": "metering-migrate"},
 }
+# The services behind the gateway, each as compose runs it: a Deployment <name> whose pods
+# migrate first (init container "migrate"), a Service <name>, a PodDisruptionBudget <name>, and
+# the one-shot Job <name>-migrate (compose's <name>-migrate).
+SERVICES = ("keys", "metering")
+# Workloads whose replica count a HorizontalPodAutoscaler of the same name owns -> their kind.
+AUTOSCALED = {"gateway": "StatefulSet", "metering": "Deployment"}
 REQUIRED_INTERPOLATION = re.compile(r"\$\{[A-Z][A-Z0-9_]*:\?[^}]+\}")
 DEFAULT_INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z][A-Z0-9_]*):-(?P<default>[^}]*)\}")
 # Kinds that live outside namespaces.
@@ -159,9 +170,45 @@ def accepted_variables(settings_class: type[BaseSettings]) -> set[str]:
 def settings_classes() -> dict[str, type[BaseSettings]]:
     from tollgate_gateway.config import GatewaySettings
     from tollgate_keys.config import KeysSettings
+    from tollgate_metering.config import MeteringSettings
     from tollgate_shared.settings import DatabaseSettings
 
-    return {"keys-migrate": DatabaseSettings, "keys": KeysSettings, "gateway": GatewaySettings}
+    return {
+        "keys-migrate": DatabaseSettings,
+        "keys": KeysSettings,
+        "metering-migrate": DatabaseSettings,
+        "metering": MeteringSettings,
+        "gateway": GatewaySettings,
+    }
+
+
+def secret_values() -> dict[str, str]:
+    """What the operator puts in the Secret: `tollgate-dev keygen` plus the database URL."""
+    from tollgate_local.secrets import StackSecrets
+
+    generated = dict(
+        line.split("=", 1) for line in StackSecrets.generate().as_env_file().splitlines() if line
+    )
+    return {
+        **generated,
+        "TOLLGATE_DATABASE_URL": "postgresql://tollgate:password@postgres-rw:5432/tollgate",
+        "TOLLGATE_KEYS_SUPERADMIN_EMAIL": "ops@example.com",
+        "TOLLGATE_KEYS_SUPERADMIN_PASSWORD": "a long passphrase for ops",
+    }
+
+
+def gateway_settings(objects: list[Object], monkeypatch: pytest.MonkeyPatch) -> "GatewaySettings":
+    """The settings the rendered gateway container loads (ConfigMap values, Secret values)."""
+    from tollgate_gateway.config import GatewaySettings
+
+    pod = find(objects, "StatefulSet", "gateway")["spec"]["template"]["spec"]
+    secrets = secret_values()
+    for variable in [v for v in os.environ if v.startswith("TOLLGATE_")]:
+        monkeypatch.delenv(variable)
+    for variable, source in environment(objects, container(pod, "gateway")).items():
+        value = source["value"] if "configMap" in source else secrets[variable]
+        monkeypatch.setenv(variable, value)
+    return GatewaySettings()
 
 
 def quantity(value: str | int) -> float:
@@ -244,13 +291,14 @@ def test_the_processes_of_compose_run_with_the_same_commands_and_images(
                     assert port == int(service["build"]["args"]["PORT"])
                     assert [p["containerPort"] for p in item["ports"]] == [port]
 
-        # keys, its init container and the migration Job share one image; the gateway its own.
-        assert set(images) == {compose["keys"]["image"], compose["gateway"]["image"]}
+        # Each service, its init container and its migration Job share one image; the gateway
+        # its own.
+        assert set(images) == {compose[service]["image"] for service in (*SERVICES, "gateway")}
         for compose_image, used in images.items():
             assert len(used) == 1, f"{name}: {compose_image} is deployed as {used}"
             [image] = used
             repository, _, tag = image.rpartition(":")
-            compose_repository = compose_image.partition(":")[0]  # tollgate/keys, tollgate/gateway
+            compose_repository = compose_image.partition(":")[0]  # tollgate/keys, ...
             assert repository == compose_repository or repository.endswith(
                 "/" + compose_repository
             ), f"{name}: {image} is not {compose_repository}"
@@ -261,23 +309,28 @@ def test_the_processes_of_compose_run_with_the_same_commands_and_images(
                 assert tag and tag not in {"latest", "local"}, f"{name}: pin a tag for {image}"
 
 
-def test_the_migration_job_runs_keys_migrate_with_only_the_database_url(
+def test_the_migration_jobs_run_migrate_with_only_the_database_url(
     renderings: dict[str, list[Object]], compose: dict[str, Any]
 ) -> None:
-    for objects in renderings.values():
-        job = find(objects, "Job", "keys-migrate")
-        pod = job["spec"]["template"]["spec"]
-        [migrate] = pod["containers"]
-        assert migrate["command"] == ["tollgate-keys", "migrate"]
-        assert compose["keys-migrate"]["command"] == migrate["command"]
-        assert pod["restartPolicy"] in {"Never", "OnFailure"}
-        assert job["spec"]["backoffLimit"] >= 1, "a fresh install waits for the database"
-        assert set(environment(objects, migrate)) == {"TOLLGATE_DATABASE_URL"}
+    for name, objects in renderings.items():
+        jobs = {o["metadata"]["name"] for o in objects if o["kind"] == "Job"}
+        assert jobs == {f"{service}-migrate" for service in SERVICES}, name
+        for service in SERVICES:
+            where = f"{name}: {service}-migrate"
+            job = find(objects, "Job", f"{service}-migrate")
+            pod = job["spec"]["template"]["spec"]
+            [migrate] = pod["containers"]
+            assert migrate["command"] == [f"tollgate-{service}", "migrate"], where
+            assert compose[f"{service}-migrate"]["command"] == migrate["command"], where
+            assert pod["restartPolicy"] in {"Never", "OnFailure"}, where
+            assert job["spec"]["backoffLimit"] >= 1, "a fresh install waits for the database"
+            assert set(environment(objects, migrate)) == {"TOLLGATE_DATABASE_URL"}, where
 
-        # keys pods migrate before they serve, as compose starts keys after keys-migrate.
-        keys = find(objects, "Deployment", "keys")["spec"]["template"]["spec"]
-        assert [c["command"] for c in keys["initContainers"]] == [migrate["command"]]
-        assert keys["initContainers"][0]["image"] == migrate["image"]
+            # The service's pods migrate before they serve, as compose starts <service> after
+            # <service>-migrate.
+            server = find(objects, "Deployment", service)["spec"]["template"]["spec"]
+            assert [c["command"] for c in server["initContainers"]] == [migrate["command"]], where
+            assert server["initContainers"][0]["image"] == migrate["image"], where
 
 
 # --- settings and secrets ---------------------------------------------------------------------
@@ -288,18 +341,9 @@ def test_containers_get_exactly_the_settings_compose_gives_and_the_process_reads
     compose: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tollgate_local.secrets import StackSecrets
-
-    generated = dict(
-        line.split("=", 1) for line in StackSecrets.generate().as_env_file().splitlines() if line
-    )
-    secret_values = {
-        **generated,
-        "TOLLGATE_DATABASE_URL": "postgresql://tollgate:password@postgres-rw:5432/tollgate",
-        "TOLLGATE_KEYS_SUPERADMIN_EMAIL": "ops@example.com",
-        "TOLLGATE_KEYS_SUPERADMIN_PASSWORD": "a long passphrase for ops",
-    }
+    secrets = secret_values()
     classes = settings_classes()
+    assert set(classes) == {s for expected in CONTAINERS.values() for s in expected.values()}
     for name, objects in renderings.items():
         assert not [o for o in objects if o["kind"] == "Secret"], "secret values stay out of git"
         for workload, pod in workloads(objects):
@@ -325,7 +369,7 @@ def test_containers_get_exactly_the_settings_compose_gives_and_the_process_reads
                         assert reference["name"] == SECRET_NAME
                         assert reference["key"] == variable
                         assert reference.get("optional", False) is (compose_value is None)
-                        resolved[variable] = secret_values[variable]
+                        resolved[variable] = secrets[variable]
                     else:
                         # Plain settings from a ConfigMap, with compose's (default) value.
                         assert "configMap" in source, f"{where}: {variable} not from a ConfigMap"
@@ -342,20 +386,31 @@ def test_containers_get_exactly_the_settings_compose_gives_and_the_process_reads
                 assert getattr(settings, "env", "production") == "production"
 
 
-def test_the_gateway_reaches_keys_and_nats_by_their_service_names(
+def test_the_gateway_reaches_the_services_and_nats_by_their_service_names(
     renderings: dict[str, list[Object]],
+    compose: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for name, objects in renderings.items():
         gateway = find(objects, "StatefulSet", "gateway")["spec"]["template"]["spec"]
         variables = environment(objects, container(gateway, "gateway"))
 
-        keys_url = urlsplit(variables["TOLLGATE_GATEWAY_KEYS_URL"]["value"])
-        service = find(objects, "Service", keys_url.hostname or "")
-        [port] = service["spec"]["ports"]
-        assert (keys_url.scheme, keys_url.port) == ("http", port["port"])
-        keys = find(objects, "Deployment", "keys")["spec"]["template"]
-        assert selects(service["spec"]["selector"], keys["metadata"]["labels"])
-        assert port_number(container(keys["spec"], "keys"), port["targetPort"]) == 8101
+        # Every built-in service the gateway routes to (GatewaySettings.service_urls) is
+        # deployed here, behind a Service of its name, on the port compose gives it.
+        service_urls = gateway_settings(objects, monkeypatch).service_urls()
+        assert set(service_urls) == set(SERVICES), f"{name}: {service_urls}"
+        for service_name, url in service_urls.items():
+            where = f"{name}: {service_name} at {url}"
+            parts = urlsplit(url)
+            service = find(objects, "Service", parts.hostname or "")
+            [port] = service["spec"]["ports"]
+            assert (parts.scheme, parts.port) == ("http", port["port"]), where
+            template = find(objects, "Deployment", service_name)["spec"]["template"]
+            assert selects(service["spec"]["selector"], template["metadata"]["labels"]), where
+            listening = port_number(container(template["spec"], service_name), port["targetPort"])
+            assert listening == int(compose[service_name]["build"]["args"]["PORT"]), where
+        assert service_urls["keys"] == "http://keys:8101"
+        assert service_urls["metering"] == "http://metering:8103"
 
         # NATS is the official Helm chart's client Service, not something deployed here.
         nats = urlsplit(variables["TOLLGATE_NATS_URL"]["value"])
@@ -369,9 +424,13 @@ def test_the_gateway_reaches_keys_and_nats_by_their_service_names(
 def test_probes_and_services_use_the_port_each_process_listens_on(
     renderings: dict[str, list[Object]], compose: dict[str, Any]
 ) -> None:
-    servers = {("Deployment", "keys"): "keys", ("StatefulSet", "gateway"): "gateway"}
-    # The gateway keeps serving through a NATS outage, so NATS must not make it unready.
-    readiness = {"keys": "/readyz", "gateway": "/healthz"}
+    servers = {
+        **{("Deployment", service): service for service in SERVICES},
+        ("StatefulSet", "gateway"): "gateway",
+    }
+    # The services need their database and NATS; the gateway keeps serving through a NATS
+    # outage, so NATS must not make it unready.
+    readiness = {**{service: "/readyz" for service in SERVICES}, "gateway": "/healthz"}
     for name, objects in renderings.items():
         for (kind, workload_name), container_name in servers.items():
             template = find(objects, kind, workload_name)["spec"]["template"]
@@ -496,29 +555,33 @@ def test_the_autoscaler_and_disruption_budgets_target_the_right_pods(
     renderings: dict[str, list[Object]],
 ) -> None:
     for name, objects in renderings.items():
-        gateway = find(objects, "StatefulSet", "gateway")
-        assert "replicas" not in gateway["spec"], "the autoscaler owns the gateway's replicas"
         autoscalers = [o for o in objects if o["kind"] == "HorizontalPodAutoscaler"]
-        assert [a["metadata"]["name"] for a in autoscalers] == ["gateway"], name
-        [autoscaler] = autoscalers
-        assert autoscaler["apiVersion"] == "autoscaling/v2"
-        assert autoscaler["spec"]["scaleTargetRef"] == {
-            "apiVersion": gateway["apiVersion"],
-            "kind": "StatefulSet",
-            "name": "gateway",
-        }
-        minimum = autoscaler["spec"]["minReplicas"]
-        assert 2 <= minimum <= autoscaler["spec"]["maxReplicas"]
-        [metric] = autoscaler["spec"]["metrics"]
-        assert metric["resource"]["name"] == "cpu"  # needs the CPU request checked above
+        assert sorted(a["metadata"]["name"] for a in autoscalers) == sorted(AUTOSCALED), name
+        replicas: dict[str, int] = {}
+        for workload_name, kind in AUTOSCALED.items():
+            workload = find(objects, kind, workload_name)
+            assert "replicas" not in workload["spec"], (
+                f"{name}: the autoscaler owns the {workload_name} replicas"
+            )
+            autoscaler = find(objects, "HorizontalPodAutoscaler", workload_name)
+            assert autoscaler["apiVersion"] == "autoscaling/v2"
+            assert autoscaler["spec"]["scaleTargetRef"] == {
+                "apiVersion": workload["apiVersion"],
+                "kind": kind,
+                "name": workload_name,
+            }
+            minimum = autoscaler["spec"]["minReplicas"]
+            assert 2 <= minimum <= autoscaler["spec"]["maxReplicas"], workload_name
+            [metric] = autoscaler["spec"]["metrics"]
+            assert metric["resource"]["name"] == "cpu"  # needs the CPU request checked above
+            replicas[workload_name] = minimum
 
         budgets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "PodDisruptionBudget"}
-        assert set(budgets) == {"gateway", "keys"}, name
+        assert set(budgets) == {"gateway", *SERVICES}, name
         workloads_by_name = {w["metadata"]["name"]: w for w, _ in workloads(objects)}
-        replicas = {
-            "gateway": minimum,
-            "keys": find(objects, "Deployment", "keys")["spec"]["replicas"],
-        }
+        for service in SERVICES:
+            if service not in replicas:
+                replicas[service] = find(objects, "Deployment", service)["spec"]["replicas"]
         for budget_name, budget in budgets.items():
             selector = budget["spec"]["selector"]["matchLabels"]
             picked = [
@@ -532,14 +595,14 @@ def test_the_autoscaler_and_disruption_budgets_target_the_right_pods(
             assert selects(selector, owner) and selects(owner, selector)
             # Voluntary disruptions leave at least one pod serving.
             assert budget["spec"]["maxUnavailable"] == 1
-            assert replicas[budget_name] >= 2
+            assert replicas[budget_name] >= 2, budget_name
 
 
 # --- routes -----------------------------------------------------------------------------------
 
 
 def test_the_routes_configmap_is_mounted_where_the_gateway_reads_it_and_loads(
-    renderings: dict[str, list[Object]], tmp_path: Path
+    renderings: dict[str, list[Object]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tollgate_gateway.routing.table import RouteTable, builtin_routes, load_operator_routes
 
@@ -562,7 +625,11 @@ def test_the_routes_configmap_is_mounted_where_the_gateway_reads_it_and_loads(
         path.write_text(text)
         routes = load_operator_routes(path)
         assert routes, f"{name}: the routes file has no route"
-        RouteTable(builtin_routes({"keys": "http://keys:8101"}) + routes)  # no prefix clash
+        # The built-in routes of every service the gateway knows (keys, metering) and the
+        # operator's: no prefix clash.
+        builtin = builtin_routes(gateway_settings(objects, monkeypatch).service_urls())
+        assert {route.service for route in builtin} == set(SERVICES), name
+        RouteTable(builtin + routes)
         for route in routes:
             # The demo upstream is dev only.
             assert "demo" not in (urlsplit(route.upstream).hostname or ""), f"{name}: {route}"
@@ -591,7 +658,9 @@ def test_no_dev_only_process_and_no_home_made_nats_or_postgres(
         for unwanted in ("demo-upstream", "demo_upstream", "tollgate/local", "postgres:", "nats:2"):
             assert unwanted not in text, f"{name} mentions {unwanted}"
         images = {c["image"] for _, pod in workloads(objects) for c in containers_of(pod)}
-        assert all(re.search(r"tollgate/(keys|gateway):", image) for image in images), images
+        assert all(re.search(r"tollgate/(keys|metering|gateway):", image) for image in images), (
+            images
+        )
 
     # The example overlay says where NATS and PostgreSQL come from.
     for overlay in OVERLAYS:

@@ -1,3 +1,4 @@
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from tollgate_shared import api_key_format
@@ -62,6 +63,24 @@ async def test_malformed_key_is_refused_without_lookup(http, gateway, monkeypatc
         assert response.status_code == 401
         assert response.json()["type"].endswith("/invalid-api-key")
     assert lookups == []
+
+
+async def test_a_burst_with_an_uncached_key_asks_keys_once(http, gateway, sign_up, monkeypatch):
+    key = (await sign_up())["api_key"]["key"]
+    authenticator = gateway._server.config.app.state.gateway.authenticator  # type: ignore[attr-defined]
+    verify, calls = authenticator.keys.verify, []
+
+    async def slow_counted_verify(secret_hash):
+        calls.append(secret_hash)
+        await asyncio.sleep(0.2)  # long enough for the whole burst to arrive meanwhile
+        return await verify(secret_hash)
+
+    monkeypatch.setattr(authenticator.keys, "verify", slow_counted_verify)
+    answers = await asyncio.gather(
+        *(http.get(f"{gateway.url}/api/demo/hello", headers=bearer(key)) for _ in range(20))
+    )
+    assert [answer.status_code for answer in answers] == [200] * 20
+    assert len(calls) == 1
 
 
 async def test_unknown_well_formed_key_is_401(http, gateway):

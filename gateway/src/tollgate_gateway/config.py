@@ -25,6 +25,7 @@ class GatewaySettings(CommonSettings):
     workers: int = Field(1, ge=1, le=64)
 
     keys_url: str = "http://127.0.0.1:8101"
+    metering_url: str = "http://127.0.0.1:8103"
     routes_file: Path | None = Field(None, description="Operator routes (TOML)")
 
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
@@ -65,4 +66,4 @@ class GatewaySettings(CommonSettings):
 
     def service_urls(self) -> dict[str, str]:
         """Where each built-in service answers (grows as services are added)."""
-        return {"keys": self.keys_url}
+        return {"keys": self.keys_url, "metering": self.metering_url}

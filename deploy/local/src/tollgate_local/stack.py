@@ -16,6 +16,7 @@ import httpx
 from tollgate_keys.app import MIGRATIONS_DIR as KEYS_MIGRATIONS
 from tollgate_local.processes import ManagedProcess
 from tollgate_local.secrets import StackSecrets
+from tollgate_metering.app import MIGRATIONS_DIR as METERING_MIGRATIONS
 from tollgate_shared.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from tollgate_shared.migrations import upgrade
 
@@ -27,18 +28,23 @@ DEMO_ORGANIZATION = "Demo Org"
 class Ports:
     gateway: int
     keys: int
+    metering: int
     demo_upstream: int
     nats: int
 
     @classmethod
     def dev(cls) -> "Ports":
         """The documented defaults (ARCHITECTURE.md); embedded NATS avoids 4222."""
-        return cls(gateway=8080, keys=8101, demo_upstream=8190, nats=14222)
+        return cls(gateway=8080, keys=8101, metering=8103, demo_upstream=8190, nats=14222)
 
     @classmethod
     def free(cls) -> "Ports":
         return cls(
-            gateway=free_port(), keys=free_port(), demo_upstream=free_port(), nats=free_port()
+            gateway=free_port(),
+            keys=free_port(),
+            metering=free_port(),
+            demo_upstream=free_port(),
+            nats=free_port(),
         )
 
 
@@ -54,6 +60,7 @@ class DemoAccount:
 class StackInfo:
     gateway_url: str
     keys_url: str
+    metering_url: str
     demo_upstream_url: str
     database: str
     nats_url: str
@@ -113,6 +120,7 @@ class Stack:
         database_url = self._database()
         nats_url = self._nats_server()
         upgrade(migrations_dir=KEYS_MIGRATIONS, database_url=database_url, schema="keys")
+        upgrade(migrations_dir=METERING_MIGRATIONS, database_url=database_url, schema="metering")
 
         common = {
             "TOLLGATE_ENV": "dev",
@@ -122,6 +130,7 @@ class Stack:
             "TOLLGATE_IDENTITY_PUBLIC_KEY": stack_secrets.identity_public_key,
         }
         keys_url = f"http://127.0.0.1:{self.ports.keys}"
+        metering_url = f"http://127.0.0.1:{self.ports.metering}"
         demo_url = f"http://127.0.0.1:{self.ports.demo_upstream}"
         gateway_url = f"http://127.0.0.1:{self.ports.gateway}"
         routes_file = self._routes_file(demo_url)
@@ -137,6 +146,13 @@ class Stack:
                     "TOLLGATE_KEYS_SUPERADMIN_EMAIL": SUPERADMIN_EMAIL,
                     "TOLLGATE_KEYS_SUPERADMIN_PASSWORD": stack_secrets.superadmin_password,
                 },
+                log_dir=log_dir,
+            ),
+            "metering": ManagedProcess(
+                name="metering",
+                module="tollgate_metering.cli",
+                args=["serve", "--port", str(self.ports.metering)],
+                env=common,
                 log_dir=log_dir,
             ),
             "demo-upstream": ManagedProcess(
@@ -155,6 +171,7 @@ class Stack:
                     "TOLLGATE_GATEWAY_IDENTITY_PRIVATE_KEY": stack_secrets.identity_private_key,
                     "TOLLGATE_GATEWAY_USER_TOKEN_PUBLIC_KEY": stack_secrets.user_token_public_key,
                     "TOLLGATE_GATEWAY_KEYS_URL": keys_url,
+                    "TOLLGATE_GATEWAY_METERING_URL": metering_url,
                     "TOLLGATE_GATEWAY_ROUTES_FILE": str(routes_file),
                     # Usage events not yet in JetStream are kept across restarts with the state.
                     "TOLLGATE_GATEWAY_USAGE_SPOOL_DIR": str(self.state_dir / "usage-spool"),
@@ -165,11 +182,13 @@ class Stack:
         for process in self.processes.values():
             process.start()
         self.processes["keys"].wait_until_ready(keys_url + "/readyz")
+        self.processes["metering"].wait_until_ready(metering_url + "/readyz")
         self.processes["demo-upstream"].wait_until_ready(demo_url + "/healthz")
         self.processes["gateway"].wait_until_ready(gateway_url + "/readyz")
         return StackInfo(
             gateway_url=gateway_url,
             keys_url=keys_url,
+            metering_url=metering_url,
             demo_upstream_url=demo_url,
             database="external" if self.external_database_url else "embedded",
             nats_url=nats_url,
@@ -181,7 +200,7 @@ class Stack:
 
     def stop(self) -> None:
         """Gateway first (no new traffic), then services, then NATS and PostgreSQL."""
-        for name in ("gateway", "demo-upstream", "keys"):
+        for name in ("gateway", "demo-upstream", "metering", "keys"):
             if name in self.processes:
                 self.processes[name].stop()
         if self._nats is not None:

@@ -1,5 +1,6 @@
 """Who is calling: an API key, a user's access token, or nobody (public routes)."""
 
+import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ class Authenticator:
     ) -> None:
         self.cache, self.keys, self.user_tokens = cache, keys, user_tokens
         self.refresh_after_seconds = refresh_after_seconds
+        self._lookups: dict[str, asyncio.Future[VerifiedKey | None]] = {}
 
     async def authenticate(self, credential: str) -> tuple[Identity, VerifiedKey | None]:
         if credential.startswith("tg_"):
@@ -71,7 +73,7 @@ class Authenticator:
         if cached is None and self.cache.is_known_invalid(secret_hash):
             raise InvalidApiKeyError("The API key is not valid.")
         try:
-            verified = await self.keys.verify(secret_hash)
+            verified = await self._look_up(secret_hash)
         except KeysUnreachable as error:
             if cached is not None and not cached.expired(now):
                 logger.warning(
@@ -88,6 +90,22 @@ class Authenticator:
             raise InvalidApiKeyError("The API key is not valid (unknown, revoked or expired).")
         self.cache.put(secret_hash, verified)
         return verified
+
+    async def _look_up(self, secret_hash: str) -> VerifiedKey | None:
+        """One call to keys per secret at a time: a burst of requests with a key this replica
+        has not cached yet (after a start, a refresh) shares it instead of queueing N calls."""
+        pending = self._lookups.get(secret_hash)
+        if pending is None:
+            pending = asyncio.ensure_future(self.keys.verify(secret_hash))
+            self._lookups[secret_hash] = pending
+            pending.add_done_callback(lambda done: self._forget_lookup(secret_hash, done))
+        # Shielded: one client hanging up must not cancel the lookup the others wait on.
+        return await asyncio.shield(pending)
+
+    def _forget_lookup(self, secret_hash: str, done: "asyncio.Future[VerifiedKey | None]") -> None:
+        self._lookups.pop(secret_hash, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here too, in case every waiter was cancelled
 
     def verify_user_token(self, token: str) -> Identity:
         try:

@@ -56,6 +56,8 @@ _BUILTIN = [
     ("members", "/v1/members", "keys", "any", ()),
     ("keys", "/v1/keys", "keys", "any", ()),
     ("platform-admin", "/v1/admin", "keys", "user", ("super_admin",)),
+    ("events", "/v1/events", "metering", "any", ()),
+    ("meters", "/v1/meters", "metering", "any", ()),
 ]
 
 

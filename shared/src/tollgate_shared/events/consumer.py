@@ -6,6 +6,7 @@ After max_deliver failed attempts the message is stored as a dead letter and ack
 """
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import nats.errors
@@ -60,23 +61,29 @@ class DurableConsumer:
                 max_deliver=-1,  # we dead-letter ourselves, so nothing is dropped by the server
             ),
         )
-        while True:
-            try:
-                messages = await subscription.fetch(self.batch_size, timeout=1)
-            except (nats.errors.TimeoutError, TimeoutError):
-                continue  # nothing to do for now
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # nats-py may turn our cancellation into another error; honour it anyway.
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise asyncio.CancelledError() from None
-                logger.exception("fetch failed", consumer=self.durable)
-                await asyncio.sleep(1)
-                continue
-            for message in messages:
-                await self.process(message)
+        try:
+            while True:
+                try:
+                    messages = await subscription.fetch(self.batch_size, timeout=1)
+                except (nats.errors.TimeoutError, TimeoutError):
+                    continue  # nothing to do for now
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # nats-py may turn our cancellation into another error; honour it anyway.
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise asyncio.CancelledError() from None
+                    logger.exception("fetch failed", consumer=self.durable)
+                    await asyncio.sleep(1)
+                    continue
+                for message in messages:
+                    await self.process(message)
+        finally:
+            # Messages still queued in the subscription would make the client's drain wait out
+            # its whole bound at shutdown; they are redelivered to the next consumer anyway.
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
 
     async def process(self, message: Msg) -> str:
         """Handle one message; returns the outcome (applied, duplicate, retry, dead_letter)."""
