@@ -1,4 +1,5 @@
-"""Identical batches sent at once (a client's retries racing each other) are counted once."""
+"""Identical batches sent at once (a client's retries racing each other) are counted once, in
+the events and in the rollups."""
 
 import asyncio
 import uuid
@@ -31,6 +32,12 @@ async def stored_count(committed_app, org: Org) -> int:
         )
 
 
+async def summed_tokens(committing_client, org: Org) -> int:
+    """This month's llm_tokens usage, as the rollups hold it (event() sends 120 tokens now)."""
+    response = await committing_client.get("/v1/usage", headers=org.key("read"))
+    return int(sum(row["value"] for row in response.json()["data"]))
+
+
 async def test_concurrent_identical_batches_are_stored_once(
     committing_client, committed_app, mint_identity
 ):
@@ -48,6 +55,7 @@ async def test_concurrent_identical_batches_are_stored_once(
     assert sum(result["inserted"] for result in results) == 200
     assert sum(result["duplicates"] for result in results) == 200 * (COPIES - 1)
     assert await stored_count(committed_app, org) == 200
+    assert await summed_tokens(committing_client, org) == 200 * 120
 
 
 async def test_overlapping_batches_at_once_store_each_id_once(
@@ -67,3 +75,5 @@ async def test_overlapping_batches_at_once_store_each_id_once(
     assert sum(response.json()["inserted"] for response in responses) == 300
     assert sum(response.json()["duplicates"] for response in responses) == 200
     assert await stored_count(committed_app, org) == 300
+    # All 300 fall in the same rollup rows, which the batches updated at once.
+    assert await summed_tokens(committing_client, org) == 300 * 120

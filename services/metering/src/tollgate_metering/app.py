@@ -12,6 +12,7 @@ from tollgate_metering.gateway_usage.handlers import gateway_usage_consumer
 from tollgate_metering.ingestion.endpoints import router as events_router
 from tollgate_metering.meters.endpoints import router as meters_router
 from tollgate_metering.retention import forget_expired_forever
+from tollgate_metering.usage.endpoints import router as usage_router
 from tollgate_shared.app import ServiceRuntime, create_service_app
 from tollgate_shared.events.streams import ensure_stream, usage_stream
 
@@ -44,7 +45,7 @@ def create_app(settings: MeteringSettings | None = None) -> FastAPI:
         settings=settings,
         description="Meters and usage events: reported by the operator's services through the "
         "API, and one api_requests event per gateway request.",
-        routers=[meters_router, events_router],
+        routers=[meters_router, events_router, usage_router],
         background=background,
         on_startup=on_startup,
     )

@@ -13,6 +13,7 @@ from sqlmodel import col, select
 from tollgate_metering.ingestion.cursor import EventCursor
 from tollgate_metering.ingestion.models import UsageEvent
 from tollgate_metering.ingestion.schemas import EventFilters, NewEvent, Source
+from tollgate_metering.rollups.repository import RollupRepository, StoredEvent
 
 
 def _array(
@@ -28,12 +29,14 @@ class UsageEventRepository:
     async def insert_new(
         self, *, org_id: uuid.UUID, source: Source, events: Sequence[NewEvent]
     ) -> int:
-        """Store the events whose id the organisation has not used yet; returns how many.
+        """Store the events whose id the organisation has not used yet, and add exactly those
+        to the rollups; returns how many.
 
         One statement for the whole batch (INSERT ... SELECT FROM unnest(arrays)). ON CONFLICT
         DO NOTHING makes the id check and the write one atomic step: a concurrent request with
         the same id waits for this transaction and then skips the row, and if this transaction
-        rolls back nothing remembers the ids.
+        rolls back nothing remembers the ids. Its RETURNING rows, and only they, go into the
+        rollups in the same transaction, so a duplicate adds nothing there either.
         """
         if not events:
             return 0
@@ -64,12 +67,22 @@ class UsageEventRepository:
                     rows.c.data,
                     sa.func.now(),
                     sa.literal(source, sa.Text()),
-                ),
+                )
+                # Id order: overlapping batches lock their rows in the same order.
+                .order_by(rows.c.id),
             )
             .on_conflict_do_nothing()
-            .returning(col(UsageEvent.id))
+            .returning(
+                col(UsageEvent.id),
+                col(UsageEvent.type),
+                col(UsageEvent.subject),
+                col(UsageEvent.time),
+                sa.cast(col(UsageEvent.data), sa.Text()),
+            )
         )
-        return len((await self.session.execute(statement)).all())
+        stored = [StoredEvent(*row) for row in (await self.session.execute(statement)).all()]
+        await RollupRepository(self.session).add_stored_events(org_id=org_id, events=stored)
+        return len(stored)
 
     async def list_page(
         self,
