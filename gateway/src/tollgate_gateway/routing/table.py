@@ -58,6 +58,7 @@ _BUILTIN = [
     ("platform-admin", "/v1/admin", "keys", "user", ("super_admin",)),
     ("events", "/v1/events", "metering", "any", ()),
     ("meters", "/v1/meters", "metering", "any", ()),
+    ("usage", "/v1/usage", "metering", "any", ()),
 ]
 
 
