@@ -7,7 +7,8 @@ export UV_SYSTEM_CERTS ?= 1
 PYTEST_WORKERS ?= 4
 SOURCES := shared/src gateway/src services/keys/src services/metering/src deploy/local/src
 
-.PHONY: dev test e2e lint fmt bootstrap bench-gateway bench-limits bench-limiter
+.PHONY: dev test e2e lint fmt bootstrap bench-gateway bench-limits bench-limiter \
+	bench-metering-consumer
 
 bootstrap:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
@@ -61,3 +62,9 @@ bench-limits: bootstrap
 ## One rate-limit decision in-process against JetStream KV: lease hit vs lease refill, in µs.
 bench-limiter: bootstrap
 	$(UV) run python bench/limiter_decision.py $(BENCH_ARGS)
+
+## Metering's USAGE consumer draining a backlog: one message per transaction vs one batch per
+## transaction, in events/s. Uses TOLLGATE_DATABASE_URL (a fresh database on that server) and
+## TOLLGATE_NATS_URL, else embedded servers. Options: BENCH_ARGS="--help".
+bench-metering-consumer: bootstrap
+	$(UV) run python bench/metering_usage_consumer.py $(BENCH_ARGS)

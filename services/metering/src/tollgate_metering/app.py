@@ -28,7 +28,10 @@ def create_app(settings: MeteringSettings | None = None) -> FastAPI:
 
     def background(runtime: ServiceRuntime) -> list[Coroutine[Any, Any, None]]:
         consumer = gateway_usage_consumer(
-            js=runtime.js, sessionmaker=runtime.sessionmaker, name=settings.usage_consumer_name
+            js=runtime.js,
+            sessionmaker=runtime.sessionmaker,
+            name=settings.usage_consumer_name,
+            batch_size=settings.usage_batch_size,
         )
         return [
             consumer.run(),

@@ -26,6 +26,9 @@ class MeteringSettings(ServiceSettings):
     # The durable JetStream consumer of the USAGE stream. Replicas of one deployment share it
     # (each event goes to one of them); another deployment on the same NATS needs its own name.
     usage_consumer_name: str = Field("metering-usage", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # Usage events fetched and stored per transaction (then acked). At most 1,000: JetStream
+    # hands a consumer at most 1,000 unacknowledged messages by default (max_ack_pending).
+    usage_batch_size: int = Field(500, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _retention_covers_late_events(self) -> "MeteringSettings":

@@ -2,6 +2,8 @@
 
 import json
 import uuid
+from collections import defaultdict
+from collections.abc import Sequence
 
 from nats.js import JetStreamContext
 from prometheus_client import Counter
@@ -30,37 +32,61 @@ class GatewayUsage(BaseModel):
     timestamp: AwareDatetime  # when the gateway received the request
 
 
-async def record_gateway_usage(session: AsyncSession, event: CloudEvent) -> None:
+def _api_request(org_id: uuid.UUID, event: CloudEvent) -> NewEvent:
     """One request of the organisation, billed to the organisation itself.
 
-    The consumer's inbox already drops a redelivered event; the insert's ON CONFLICT DO NOTHING
-    on (org, id) is the second guard, for any copy arriving once the inbox forgot it.
     A malformed event raises: the consumer retries it, then keeps it as a dead letter.
     """
-    if not event.orgid:
-        # A user without an organisation (the platform super admin): nobody to bill.
-        USAGE_EVENTS_SKIPPED.labels("no_organization").inc()
-        return
-    org_id = uuid.UUID(event.orgid)
     usage = GatewayUsage.model_validate(event.data)
-    await UsageEventRepository(session).insert_new(
-        org_id=org_id,
-        source="gateway",
-        events=[
-            NewEvent(
-                id=event.id,
-                type=API_REQUESTS,
-                subject=str(org_id),
-                time=usage.timestamp,
-                data_json=json.dumps(event.data, separators=(",", ":")),
-            )
-        ],
+    return NewEvent(
+        id=event.id,
+        type=API_REQUESTS,
+        subject=str(org_id),
+        time=usage.timestamp,
+        data_json=json.dumps(event.data, separators=(",", ":")),
     )
 
 
+async def record_gateway_usage(session: AsyncSession, event: CloudEvent) -> None:
+    """Store one usage event (the consumer's per-message path, also its fallback for a batch
+    that failed).
+
+    The consumer's inbox already drops a redelivered event; the insert's ON CONFLICT DO NOTHING
+    on (org, id) is the second guard, for any copy arriving once the inbox forgot it.
+    """
+    await record_gateway_usage_batch(session, [event])
+
+
+async def record_gateway_usage_batch(session: AsyncSession, events: Sequence[CloudEvent]) -> None:
+    """Store a batch of new usage events: one bulk insert per organisation in the batch, through
+    the same insert as the API, so both paths dedupe on (org, id) the same way."""
+    by_org: defaultdict[uuid.UUID, list[NewEvent]] = defaultdict(list)
+    without_org = 0
+    for event in events:
+        if not event.orgid:
+            # A user without an organisation (the platform super admin): nobody to bill.
+            without_org += 1
+            continue
+        org_id = uuid.UUID(event.orgid)
+        by_org[org_id].append(_api_request(org_id, event))
+    repository = UsageEventRepository(session)
+    for org_id in sorted(by_org):  # one lock order for every batch
+        await repository.insert_new(org_id=org_id, source="gateway", events=by_org[org_id])
+    if without_org:
+        USAGE_EVENTS_SKIPPED.labels("no_organization").inc(without_org)
+
+
 def gateway_usage_consumer(
-    *, js: JetStreamContext, sessionmaker: async_sessionmaker[AsyncSession], name: str
+    *,
+    js: JetStreamContext,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    name: str,
+    batch_size: int,
+    max_deliver: int = 5,
+    retry_delay_seconds: float = 1.0,
+    ack_wait_seconds: float = 30,
 ) -> DurableConsumer:
+    """The USAGE consumer: up to batch_size events per transaction, acked after its commit."""
     return DurableConsumer(
         js=js,
         sessionmaker=sessionmaker,
@@ -68,4 +94,9 @@ def gateway_usage_consumer(
         durable=name,
         filter_subject=USAGE_RECORDED,
         handler=record_gateway_usage,
+        batch_handler=record_gateway_usage_batch,
+        batch_size=batch_size,
+        max_deliver=max_deliver,
+        retry_delay_seconds=retry_delay_seconds,
+        ack_wait_seconds=ack_wait_seconds,
     )
