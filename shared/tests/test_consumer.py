@@ -270,3 +270,33 @@ async def test_a_malformed_message_in_a_batch_is_dead_lettered_and_the_rest_appl
             )
         ).scalars()
         assert list(payloads) == ["{not json"]
+
+
+async def test_the_consumer_survives_a_batch_that_fails_outright(engine, stream, monkeypatch):
+    """Even when handling fails beyond the handler (the database gone), the loop goes on and the
+    unacked event is applied once the failure passes."""
+    consumer = _consumer(
+        engine, stream, _record_effect, ack_wait_seconds=1, retry_delay_seconds=0.05
+    )
+    real_process_batch, failures = consumer.process_batch, []
+
+    async def failing_once(messages):
+        if not failures:
+            failures.append(len(messages))
+            raise ConnectionError("database unreachable")
+        return await real_process_batch(messages)
+
+    monkeypatch.setattr(consumer, "process_batch", failing_once)
+    event = await _publish(stream)
+    running = asyncio.create_task(consumer.run())
+    try:
+        for _ in range(100):
+            if await _effects_of(engine, event.id) == 1:
+                break
+            await asyncio.sleep(0.1)
+        assert failures == [1]
+        assert not running.done()
+        assert await _effects_of(engine, event.id) == 1
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)

@@ -86,7 +86,15 @@ class DurableConsumer:
                     logger.exception("fetch failed", consumer=self.durable)
                     await asyncio.sleep(1)
                     continue
-                await self.process_batch(messages)
+                try:
+                    await self.process_batch(messages)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # The database itself failing (even the dead-letter write) must not end the
+                    # consumer: the unacked messages come back after ack_wait and are tried again.
+                    logger.exception("batch not processed", consumer=self.durable)
+                    await asyncio.sleep(self.retry_delay_seconds)
         finally:
             # Messages still queued in the subscription would make the client's drain wait out
             # its whole bound at shutdown; they are redelivered to the next consumer anyway.
