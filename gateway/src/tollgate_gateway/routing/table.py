@@ -56,9 +56,11 @@ _BUILTIN = [
     ("members", "/v1/members", "keys", "any", ()),
     ("keys", "/v1/keys", "keys", "any", ()),
     ("platform-admin", "/v1/admin", "keys", "user", ("super_admin",)),
+    ("metering-admin", "/v1/admin/analytics", "metering", "user", ("super_admin",)),
     ("events", "/v1/events", "metering", "any", ()),
     ("meters", "/v1/meters", "metering", "any", ()),
     ("usage", "/v1/usage", "metering", "any", ()),
+    ("analytics", "/v1/analytics", "metering", "any", ()),
 ]
 
 

@@ -45,6 +45,7 @@ def usage_event(
             "user_id": identity.principal_id if identity.principal_type == "user" else None,
             "route": subject.route_name,
             "meter": subject.meter,
+            "plan": identity.plan,  # the organisation's plan tier when called, for analytics
             "method": measure.method,
             "status": measure.status,
             "latency_ms": round(latency_ms, 3),

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from tollgate_metering.analytics.endpoints import router as analytics_router
 from tollgate_metering.config import SERVICE, MeteringSettings
 from tollgate_metering.gateway_usage.handlers import gateway_usage_consumer
 from tollgate_metering.ingestion.endpoints import router as events_router
@@ -48,7 +49,7 @@ def create_app(settings: MeteringSettings | None = None) -> FastAPI:
         settings=settings,
         description="Meters and usage events: reported by the operator's services through the "
         "API, and one api_requests event per gateway request.",
-        routers=[meters_router, events_router, usage_router],
+        routers=[meters_router, events_router, usage_router, analytics_router],
         background=background,
         on_startup=on_startup,
     )
