@@ -67,6 +67,7 @@ async def test_each_authenticated_request_has_one_event_with_its_facts(
         assert (data["route"], data["meter"], data["method"]) == (route, meter, method)
         assert data["status"] == status
         assert data["principal_type"] == principal
+        assert data["plan"] == "free"  # the org's tier, for analytics by plan
         if principal == "key":
             assert (data["key_id"], data["user_id"]) == (key_id, None)
         else:
