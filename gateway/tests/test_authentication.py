@@ -167,3 +167,30 @@ async def test_a_key_made_valid_again_is_accepted_by_other_replicas(
             break
         await asyncio.sleep(0.02)
     assert again.status_code == 200
+
+
+async def test_a_lookup_overtaken_by_a_revocation_is_not_cached(
+    http, gateway, sign_up, monkeypatch
+):
+    account = await sign_up()
+    key, key_id = account["api_key"]["key"], account["api_key"]["id"]
+    authenticator = gateway._server.config.app.state.gateway.authenticator  # type: ignore[attr-defined]
+    verify, answered, release = authenticator.keys.verify, asyncio.Event(), asyncio.Event()
+
+    async def answer_then_stall(secret_hash):
+        answer = await verify(secret_hash)  # still valid at this moment
+        answered.set()
+        await release.wait()
+        return answer
+
+    monkeypatch.setattr(authenticator.keys, "verify", answer_then_stall)
+    in_flight = asyncio.create_task(http.get(f"{gateway.url}/api/demo/hello", headers=bearer(key)))
+    await answered.wait()
+    admin = bearer(account["tokens"]["access_token"])
+    assert (await http.delete(f"{gateway.url}/v1/keys/{key_id}", headers=admin)).status_code == 200
+    await asyncio.sleep(0.5)  # the key event from NATS has evicted the key too by now
+    release.set()
+    assert (await in_flight).status_code == 200  # concurrent with the revocation: either is fair
+    monkeypatch.setattr(authenticator.keys, "verify", verify)
+    after = await http.get(f"{gateway.url}/api/demo/hello", headers=bearer(key))
+    assert after.status_code == 401  # the stale answer was not cached

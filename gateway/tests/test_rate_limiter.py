@@ -63,6 +63,7 @@ def make_limiter(js: Any, bucket: str) -> Any:
     async def make(
         *, replicas: int = 1, clock: Clock | None = None, idle_return: float = 60.0
     ) -> tuple[RateLimiter, FlakyCounters]:
+        # The outage backoff is shortened so a test can wait it out.
         counters = await FlakyCounters.open(js, bucket=bucket, timeout_seconds=2.0)
         limiter = RateLimiter(
             counters,
@@ -71,6 +72,7 @@ def make_limiter(js: Any, bucket: str) -> Any:
             idle_return_seconds=idle_return,
             is_connected=lambda: connected["value"],
             clock=clock or Clock(),
+            outage_backoff_seconds=0.05,
         )
         return limiter, counters
 
@@ -187,6 +189,7 @@ async def test_outage_falls_back_to_a_local_share_logged_once_then_converges(mak
     assert len(warnings) == 1
 
     counters.down = False
+    await asyncio.sleep(0.1)  # the backoff after the last failed call
     await limiter.tidy()  # records what it granted alone, and leaves local mode
     assert fallback_gauge() == 0
     assert await counters.read(hourly.counter, int(START // 3600) * 3600) == 100
@@ -201,3 +204,31 @@ async def test_nats_disconnected_decides_locally_without_waiting(make_limiter):
     counters.down = True
     hourly = policy(10)
     assert sum(await spend(limiter, [hourly], 10)) == 5
+
+
+async def test_a_lease_given_back_at_shutdown_never_counts_in_the_next_window(make_limiter):
+    clock = Clock()
+    minute = policy(100, window=60)
+    leaving, _ = await make_limiter(replicas=2, clock=clock)
+    assert await spend(leaving, [minute], 1) == [True]  # holds the rest of a lease in minute W
+    clock.now += 60
+    busy, _ = await make_limiter(replicas=2, clock=clock)
+    assert sum(await spend(busy, [minute], 150)) == 100  # minute W+1 used up
+    await leaving.close(timeout_seconds=2)  # its W tokens must not free any of W+1's
+    newcomer, _ = await make_limiter(replicas=2, clock=clock)
+    assert sum(await spend(newcomer, [minute], 10)) == 0
+
+
+async def test_grants_made_alone_are_recorded_once_when_tidy_and_a_refill_race(make_limiter):
+    limiter, counters = await make_limiter(replicas=2)
+    hourly = policy(6)
+    counters.down = True
+    assert await spend(limiter, [hourly], 4) == [True, True, True, False]  # its share: 3
+    counters.down = False
+    await asyncio.sleep(0.6)  # past the backoff and the recheck of a used-up quota
+    _, decision = await asyncio.gather(limiter.tidy(), limiter.check([hourly]))
+    assert decision.allowed  # the 3 granted alone were recorded once: 3 of 6 remain shared
+    window = int(START // 3600) * 3600
+    assert await counters.read(hourly.counter, window) == 4  # 3 recorded + this lease of 1
+    other, _ = await make_limiter(replicas=2)
+    assert sum(await spend(other, [hourly], 6)) == 2  # 3 + 1 + 2: the quota, exactly

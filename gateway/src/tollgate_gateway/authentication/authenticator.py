@@ -44,7 +44,8 @@ class Authenticator:
     ) -> None:
         self.cache, self.keys, self.user_tokens = cache, keys, user_tokens
         self.refresh_after_seconds = refresh_after_seconds
-        self._lookups: dict[str, asyncio.Future[VerifiedKey | None]] = {}
+        # Pending lookups by secret, with the cache generation they started in.
+        self._lookups: dict[str, tuple[int, asyncio.Future[VerifiedKey | None]]] = {}
 
     async def authenticate(self, credential: str) -> tuple[Identity, VerifiedKey | None]:
         if credential.startswith("tg_"):
@@ -73,7 +74,8 @@ class Authenticator:
         if cached is None and self.cache.is_known_invalid(secret_hash):
             raise InvalidApiKeyError("The API key is not valid.")
         try:
-            verified = await self._look_up(secret_hash)
+            generation = self.cache.generation
+            verified = await self._look_up(secret_hash, generation)
         except KeysUnreachable as error:
             if cached is not None and not cached.expired(now):
                 logger.warning(
@@ -88,22 +90,28 @@ class Authenticator:
                 self.cache.evict_key(cached.key.key_id)
             self.cache.remember_invalid(secret_hash)
             raise InvalidApiKeyError("The API key is not valid (unknown, revoked or expired).")
-        self.cache.put(secret_hash, verified)
+        if self.cache.generation == generation:
+            # Not when a key event arrived meanwhile: the answer may predate a revocation.
+            self.cache.put(secret_hash, verified)
         return verified
 
-    async def _look_up(self, secret_hash: str) -> VerifiedKey | None:
+    async def _look_up(self, secret_hash: str, generation: int) -> VerifiedKey | None:
         """One call to keys per secret at a time: a burst of requests with a key this replica
-        has not cached yet (after a start, a refresh) shares it instead of queueing N calls."""
+        has not cached yet (after a start, a refresh) shares it instead of queueing N calls.
+        Only lookups started since the last key event are shared."""
         pending = self._lookups.get(secret_hash)
-        if pending is None:
-            pending = asyncio.ensure_future(self.keys.verify(secret_hash))
+        if pending is None or pending[0] != generation:
+            lookup = asyncio.ensure_future(self.keys.verify(secret_hash))
+            pending = (generation, lookup)
             self._lookups[secret_hash] = pending
-            pending.add_done_callback(lambda done: self._forget_lookup(secret_hash, done))
+            lookup.add_done_callback(lambda done: self._forget_lookup(secret_hash, done))
         # Shielded: one client hanging up must not cancel the lookup the others wait on.
-        return await asyncio.shield(pending)
+        return await asyncio.shield(pending[1])
 
     def _forget_lookup(self, secret_hash: str, done: "asyncio.Future[VerifiedKey | None]") -> None:
-        self._lookups.pop(secret_hash, None)
+        current = self._lookups.get(secret_hash)
+        if current is not None and current[1] is done:
+            del self._lookups[secret_hash]
         if not done.cancelled():
             done.exception()  # retrieved here too, in case every waiter was cancelled
 

@@ -37,6 +37,8 @@ class KeyCache:
         self._by_hash: OrderedDict[str, CachedKey] = OrderedDict()
         self._hashes_by_key: dict[uuid.UUID, set[str]] = {}
         self._unknown: dict[str, float] = {}
+        # Bumped by every eviction: a lookup that started before one may carry a stale answer.
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -74,6 +76,7 @@ class KeyCache:
     def evict_key(self, key_id: uuid.UUID) -> int:
         """Forget every secret of a key (revoked, rotated, changed, expired). Remembered-invalid
         hashes are forgotten too: a change may have made one valid again (expiry removed)."""
+        self.generation += 1
         self._unknown.clear()
         hashes = self._hashes_by_key.pop(key_id, set())
         for secret_hash in hashes:
@@ -82,6 +85,7 @@ class KeyCache:
 
     def mark_all_stale(self) -> None:
         """After a NATS outage events may have been missed: re-check every key on next use."""
+        self.generation += 1
         for cached in self._by_hash.values():
             cached.checked_at = float("-inf")
         self._unknown.clear()

@@ -60,7 +60,14 @@ class SharedCounters:
         return await self._change(counter, window_start, size)
 
     async def give_back(self, counter: str, window_start: int, tokens: int) -> Allocation:
-        return await self._change(counter, window_start, lambda allocated: -min(tokens, allocated))
+        """Return unspent tokens of that window; nothing if the entry has moved on to a newer
+        one (those tokens were never part of it: subtracting would grant extra)."""
+        return await self._change(
+            counter,
+            window_start,
+            lambda allocated: -min(tokens, allocated),
+            into_newer_window=False,
+        )
 
     async def add(self, counter: str, window_start: int, tokens: int) -> Allocation:
         """Record tokens handed out while the counters were unreachable (may pass the quota)."""
@@ -74,12 +81,19 @@ class SharedCounters:
         self._seen.pop(counter, None)
 
     async def _change(
-        self, counter: str, window_start: int, delta_for: Callable[[int], int]
+        self,
+        counter: str,
+        window_start: int,
+        delta_for: Callable[[int], int],
+        *,
+        into_newer_window: bool = True,
     ) -> Allocation:
         seen = self._seen.get(counter)
         while True:
             if seen is None:
                 seen = await self._read(counter)
+            if seen.window_start > window_start and not into_newer_window:
+                return Allocation(allocated=seen.allocated, changed_by=0)
             allocated = _allocated_in(seen, window_start)
             delta = delta_for(allocated)
             if delta == 0:

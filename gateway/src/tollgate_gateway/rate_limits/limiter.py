@@ -55,7 +55,9 @@ class _Counter:
     refill: "asyncio.Future[None] | None" = field(default=None, repr=False)
 
     def roll(self, window_start: int) -> None:
-        if window_start != self.window_start:
+        # Forward only: a caller holding an older time (after an await) must not reset a
+        # counter that already lives in the next window.
+        if window_start > self.window_start:
             self.window_start, self.lease, self.taken = window_start, 0, 0
             self.allocated_seen, self.last_grant, self.unrecorded = 0, 0, 0
             self.exhausted_at = None
@@ -100,14 +102,16 @@ class RateLimiter:
         idle_return_seconds: float,
         is_connected: Callable[[], bool],
         clock: Callable[[], float] = time.time,
+        outage_backoff_seconds: float = OUTAGE_BACKOFF_SECONDS,
     ) -> None:
         self._shared, self._replicas = counters, replicas
         self._max_lease, self._idle_return = max_lease, idle_return_seconds
         self._is_connected, self._clock = is_connected, clock
         self._counters: dict[str, _Counter] = {}
+        self._outage_backoff = outage_backoff_seconds
         self._local_until = 0.0  # monotonic; decide locally until then
         self._local = False
-        self._background: set[asyncio.Task[None]] = set()
+        self._disconnected = False  # local because NATS itself was gone (not merely slow)
 
     # -- decisions -----------------------------------------------------------------------
 
@@ -149,6 +153,9 @@ class RateLimiter:
                     )
         return self._states(counters, now)
 
+    def _window_start(self, policy: Policy) -> int:
+        return int(self._clock() // policy.window) * policy.window
+
     def _counter(self, policy: Policy, now: float) -> _Counter:
         counter = self._counters.get(policy.counter)
         if counter is None:
@@ -184,6 +191,7 @@ class RateLimiter:
     async def _take_lease(self, counter: _Counter) -> None:
         window_start = counter.window_start
         if not self._is_connected():
+            self._disconnected = True
             self._enter_local_mode("NATS is disconnected")
         if self._deciding_locally():
             self._grant_locally(counter)
@@ -240,12 +248,18 @@ class RateLimiter:
         counter.exhausted_at = None
 
     async def _record_local_grants(self, counter: _Counter) -> None:
-        if counter.unrecorded:
-            await self._shared.add(counter.policy.counter, counter.window_start, counter.unrecorded)
-            counter.unrecorded = 0
+        # Taken before the await: tidy and a refill may both get here, each must send it once.
+        tokens, counter.unrecorded = counter.unrecorded, 0
+        if not tokens:
+            return
+        try:
+            await self._shared.add(counter.policy.counter, counter.window_start, tokens)
+        except CountersUnavailable:
+            counter.unrecorded += tokens
+            raise
 
     def _enter_local_mode(self, reason: str) -> None:
-        self._local_until = time.monotonic() + OUTAGE_BACKOFF_SECONDS
+        self._local_until = time.monotonic() + self._outage_backoff
         if not self._local:
             self._local = True
             LOCAL_FALLBACK.set(1)
@@ -270,14 +284,16 @@ class RateLimiter:
             await self.tidy()
 
     async def tidy(self) -> None:
-        if self._local and self._is_connected():
-            self._local_until = 0.0
+        if self._disconnected and self._is_connected():
+            # NATS is back: try the shared counters at once. After timeouts (NATS slow, not
+            # gone) the backoff runs its course instead, so requests do not keep waiting on it.
+            self._disconnected, self._local_until = False, 0.0
         if self._deciding_locally():
             return
-        now, monotonic = self._clock(), time.monotonic()
         for name, counter in list(self._counters.items()):
-            counter.roll(int(now // counter.policy.window) * counter.policy.window)
-            idle = monotonic - counter.used_at
+            # Read per counter: the awaits below can cross a window boundary.
+            counter.roll(self._window_start(counter.policy))
+            idle = time.monotonic() - counter.used_at
             busy = counter.refill is not None and not counter.refill.done()
             try:
                 if counter.unrecorded and not busy:
@@ -293,11 +309,14 @@ class RateLimiter:
                 self._shared.forget(name)
 
     async def _give_back(self, counter: _Counter) -> None:
+        # The lease leaves now (no request may spend it while it is on its way back); `taken`
+        # drops only once the counter has it: a failed return stays counted as taken here, as
+        # it may still be in the shared count.
         tokens, counter.lease = counter.lease, 0
-        counter.taken -= tokens
         allocation = await self._shared.give_back(
             counter.policy.counter, counter.window_start, tokens
         )
+        counter.taken += allocation.changed_by  # negative: what the counter took back
         counter.allocated_seen = allocation.allocated
 
     async def close(self, timeout_seconds: float) -> None:
@@ -309,6 +328,7 @@ class RateLimiter:
         with contextlib.suppress(TimeoutError, CountersUnavailable):
             async with asyncio.timeout(timeout_seconds):
                 for counter in list(self._counters.values()):
+                    counter.roll(self._window_start(counter.policy))  # old windows: nothing
                     if counter.unrecorded:
                         await self._record_local_grants(counter)
                     if counter.lease and not self._deciding_locally():
