@@ -300,9 +300,9 @@ async def test_other_organisations_are_never_counted(client, acme, globex, traff
     assert sum(row["requests"] for row in by_key["data"]) == 3
 
 
-async def test_api_sent_api_requests_events_are_not_gateway_traffic(client, acme, db):
-    """An org admin may send api_requests events with any data; analytics reads only what the
-    gateway recorded, so they neither count nor break the casts."""
+async def test_api_sent_api_requests_events_are_refused_and_never_gateway_traffic(client, acme, db):
+    """Only the gateway records api_requests: the API refuses them, and analytics reads only
+    what the gateway recorded anyway, so such data could neither count nor break the casts."""
     await record(db, acme, [Call(ago=timedelta(minutes=1), status=201, latency_ms=4.0)])
     sent = await client.post(
         "/v1/events",
@@ -312,8 +312,8 @@ async def test_api_sent_api_requests_events_are_not_gateway_traffic(client, acme
         ],
         headers=acme.admin,
     )
-    assert sent.status_code == 200, sent.text
-    assert sent.json()["inserted"] == 2
+    assert sent.status_code == 422, sent.text
+    assert {r["errors"][0]["type"] for r in sent.json()["rejected"]} == {"built_in_meter"}
     body = await get(client, "/v1/analytics/summary", acme.user(), period="hour")
     assert (body["requests"], body["errors_by_status"]) == (1, [])
     assert body["latency_ms"]["p99"] == 4.0

@@ -17,16 +17,17 @@ def at(minutes: int) -> str:
 
 @pytest.fixture
 async def history(client, acme, globex):
-    """Acme: 12 llm_tokens events (two subjects, one a minute) and 3 api_requests events; two
+    """Acme: 12 llm_tokens events (two subjects, one a minute) and 3 traces events; two
     pairs share a time so the id breaks the tie. Globex: events with the same ids."""
     await create_meter(client, acme)
+    await create_meter(client, acme, key="traces", aggregation="COUNT")
     await create_meter(client, globex)
     tokens = [
         event(f"t{minute:02d}", subject=f"customer-{minute % 2}", time=at(minute))
         for minute in range(10)
     ]
     tokens += [event("t05b", time=at(5)), event("t07b", time=at(7), subject="customer-1")]
-    requests = [event(f"r{minute}", type="api_requests", time=at(minute)) for minute in (1, 4, 8)]
+    requests = [event(f"r{minute}", type="traces", time=at(minute)) for minute in (1, 4, 8)]
     for org, batch in ((acme, tokens + requests), (globex, tokens)):
         response = await client.post("/v1/events", json=batch, headers=org.key("write"))
         assert response.json()["inserted"] == len(batch), response.text
@@ -74,7 +75,7 @@ async def test_one_page_shows_the_stored_event(client, acme, history):
 
 
 async def test_filters_by_type_subject_and_time(client, acme, history):
-    by_type, _ = await all_pages(client, acme, "&type=api_requests")
+    by_type, _ = await all_pages(client, acme, "&type=traces")
     assert by_type == ["r8", "r4", "r1"]
 
     by_subject, _ = await all_pages(client, acme, "&type=llm_tokens&subject=customer-1")

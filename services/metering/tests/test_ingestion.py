@@ -61,10 +61,12 @@ async def test_a_batch_is_stored_whole(client, acme, db, tokens_meter):
     assert sorted(row["data"]["tokens"] for row in rows) == list(range(50))
 
 
-async def test_the_built_in_meter_takes_events_too(client, acme, db):
+async def test_the_built_in_meter_is_fed_by_the_gateway_only(client, acme, db):
     response = await send(client, acme, event("call-1", type="api_requests", data={}))
-    assert response.json()["inserted"] == 1, response.text
-    assert [row["type"] for row in await stored_events(db, acme)] == ["api_requests"]
+    assert response.status_code == 422, response.text
+    [rejected] = response.json()["rejected"]
+    assert rejected["errors"][0]["type"] == "built_in_meter"
+    assert await stored_events(db, acme) == []
 
 
 async def test_a_mixed_batch_stores_the_good_and_reports_the_bad_by_index(
@@ -200,7 +202,8 @@ async def test_data_may_nest_32_levels_and_is_given_back_whole(client, acme, db)
     data = {"levels": [[[["deep"]]]]}
     for _ in range(27):
         data = {"inner": data}
-    response = await send(client, acme, event("deep", type="api_requests", data=data))
+    await create_meter(client, acme, key="traces", aggregation="COUNT")
+    response = await send(client, acme, event("deep", type="traces", data=data))
     assert response.json()["inserted"] == 1, response.text
     listed = await client.get("/v1/events", headers=acme.admin)
     assert listed.json()["items"][0]["data"] == data

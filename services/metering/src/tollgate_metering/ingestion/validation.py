@@ -44,6 +44,10 @@ def meter_errors(event: EventIn, meter: MeterPublic | None) -> list[FieldError]:
         return [_error(["type"], f"No meter '{event.type}' in this organisation.", "unknown_meter")]
     if meter.archived_at is not None:
         return [_error(["type"], f"The meter '{meter.key}' is archived.", "meter_archived")]
+    if meter.built_in:
+        # Its events come from the gateway only: an API client must not add to them.
+        message = f"The gateway records '{meter.key}' itself; it cannot be sent."
+        return [_error(["type"], message, "built_in_meter")]
     if meter.value_property is None:
         return []
     name = meter.value_property
