@@ -154,7 +154,10 @@ def create_app(settings: GatewaySettings | None = None) -> GatewayApp:
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Bounded: a task stuck in a client library must not hold the process forever.
+            _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_STEP_SECONDS)
+            if stuck:
+                logger.warning("background tasks did not stop in time", tasks=len(stuck))
             await key_usage.flush()
             await limiter.close(SHUTDOWN_STEP_SECONDS)
             await replicas.leave()

@@ -39,8 +39,9 @@ class ReplicaRegistry:
 
     async def heartbeat(self) -> None:
         try:
-            await self._kv.put(self.replica_id, b"")
-            self.count = max(1, len(await self._kv.keys()))
+            async with asyncio.timeout(HEARTBEAT_SECONDS):
+                await self._kv.put(self.replica_id, b"")
+                self.count = max(1, len(await self._kv.keys()))
         except nats.js.errors.NoKeysError:
             self.count = 1
         except (TimeoutError, nats.errors.Error, OSError) as error:
