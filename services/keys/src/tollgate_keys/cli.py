@@ -1,28 +1,12 @@
 """tollgate-keys migrate | serve"""
 
-import argparse
-
 from tollgate_keys.app import MIGRATIONS_DIR
 from tollgate_keys.events import SERVICE
-from tollgate_shared.app import serve as serve_app
-from tollgate_shared.migrations import upgrade
-from tollgate_shared.settings import DatabaseSettings
+from tollgate_shared.service_cli import run_service_command
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="tollgate-keys")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("migrate", help="apply database migrations to the keys schema")
-    serve = commands.add_parser("serve", help="run the HTTP service")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8101)
-    arguments = parser.parse_args()
-    if arguments.command == "migrate":
-        # Only TOLLGATE_DATABASE_URL: migrating needs none of the secrets that serve needs.
-        database = DatabaseSettings()  # type: ignore[call-arg, unused-ignore]
-        upgrade(migrations_dir=MIGRATIONS_DIR, database_url=database.database_url, schema=SERVICE)
-    else:
-        serve_app("tollgate_keys.app:create_app", host=arguments.host, port=arguments.port)
+    run_service_command(service=SERVICE, default_port=8101, migrations_dir=MIGRATIONS_DIR)
 
 
 if __name__ == "__main__":
