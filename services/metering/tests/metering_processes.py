@@ -2,8 +2,11 @@
 (python -m tollgate_metering.cli serve), for tests that kill it with SIGKILL."""
 
 import asyncio
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -78,3 +81,24 @@ def stopped_at_exit(metering: MeteringProcess) -> Iterator[MeteringProcess]:
         yield metering
     finally:
         metering.process.stop()
+
+
+async def usage_total(
+    http: httpx.AsyncClient,
+    url: str,
+    headers: dict[str, str],
+    *,
+    meter: str,
+    since: datetime,
+    until: datetime,
+) -> Decimal:
+    """The meter's total over [since, until) from the usage API, summed over hourly windows."""
+    response = await http.get(
+        f"{url}/v1/meters/{meter}/usage",
+        params={"from": since.isoformat(), "to": until.isoformat(), "window": "hour"},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    # Decimal, not float: the answer gives fractions as the nearest double's shortest text.
+    body = json.loads(response.text, parse_float=Decimal)
+    return sum((Decimal(window["value"]) for window in body["data"]), Decimal(0))

@@ -48,7 +48,12 @@ from tollgate_shared.embedded import EmbeddedNats
 from tollgate_shared.events.streams import USAGE_STREAM, ensure_stream, usage_stream
 from tollgate_shared.identity import Identity
 
-from .metering_processes import MeteringProcess, metering_environment, stopped_at_exit
+from .metering_processes import (
+    MeteringProcess,
+    metering_environment,
+    stopped_at_exit,
+    usage_total,
+)
 
 EVENTS = 2000
 PUBLISH_BATCH = 50
@@ -346,19 +351,6 @@ async def stored_state(engine: AsyncEngine) -> dict[str, Any]:
     }
 
 
-async def usage_from_api(
-    http: httpx.AsyncClient, url: str, headers: dict[str, str], since: datetime, until: datetime
-) -> Decimal:
-    response = await http.get(
-        f"{url}/v1/meters/{API_REQUESTS}/usage",
-        params={"from": since.isoformat(), "to": until.isoformat(), "window": "hour"},
-        headers=headers,
-    )
-    assert response.status_code == 200, response.text
-    body = json.loads(response.text, parse_float=Decimal)
-    return sum((Decimal(window["value"]) for window in body["data"]), Decimal(0))
-
-
 async def duplicates_dropped(metering: MeteringProcess) -> float:
     """Deliveries the running process found already in its inbox (and only acked)."""
     async with httpx.AsyncClient(timeout=5.0) as http:
@@ -421,10 +413,11 @@ async def test_nats_restarts_and_a_kill_between_commit_and_ack_store_each_usage_
                 totals = {}
                 for org_id in sorted({event.org_id for event in events}):
                     member = mint_identity("user", principal_id=str(uuid.uuid4()), org_id=org_id)
-                    totals[org_id] = await usage_from_api(
+                    totals[org_id] = await usage_total(
                         http,
                         metering.url,
                         member,
+                        meter=API_REQUESTS,
                         since=(now - timedelta(hours=1)).replace(second=0, microsecond=0),
                         until=now.replace(second=0, microsecond=0) + timedelta(minutes=2),
                     )

@@ -11,7 +11,6 @@ TOLLGATE_TEST_RELIABILITY_SEED to replay a seed's events and kill points.
 """
 
 import asyncio
-import json
 import os
 import random
 import uuid
@@ -31,7 +30,12 @@ from tollgate_metering.testing import migrated_test_settings
 from tollgate_shared.database import create_engine
 
 from .conftest import usage_consumer_from_stream_end
-from .metering_processes import MeteringProcess, metering_environment, stopped_at_exit
+from .metering_processes import (
+    MeteringProcess,
+    metering_environment,
+    stopped_at_exit,
+    usage_total,
+)
 
 EVENTS = 3000
 BATCH_SIZE = 100
@@ -252,20 +256,6 @@ async def stored_state(engine: AsyncEngine, org_id: uuid.UUID) -> dict[str, Any]
     }
 
 
-async def total_from_usage_api(
-    http: httpx.AsyncClient, url: str, headers: dict[str, str], since: datetime, until: datetime
-) -> Decimal:
-    response = await http.get(
-        f"{url}/v1/meters/{METER}/usage",
-        params={"from": since.isoformat(), "to": until.isoformat(), "window": "hour"},
-        headers=headers,
-    )
-    assert response.status_code == 200, response.text
-    # Decimal, not float: the answer gives fractions as the nearest double's shortest text.
-    body = json.loads(response.text, parse_float=Decimal)
-    return sum((Decimal(window["value"]) for window in body["data"]), Decimal(0))
-
-
 async def test_sigkill_during_ingestion_stores_every_retried_event_exactly_once(
     new_database: Callable[[str], str],
     nats_url: str,
@@ -323,10 +313,11 @@ async def test_sigkill_during_ingestion_stores_every_retried_event_exactly_once(
                         ),
                         DEADLINE_SECONDS,
                     )
-                    api_total = await total_from_usage_api(
+                    api_total = await usage_total(
                         http,
                         metering.url,
                         admin,
+                        meter=METER,
                         since=minute_of(now - timedelta(hours=4)),
                         until=minute_of(now) + timedelta(minutes=2),
                     )
