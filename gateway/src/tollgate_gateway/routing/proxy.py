@@ -77,8 +77,8 @@ def check_declared_length(request: Request, limit: int) -> None:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing as soon as it passes the limit (chunked bodies included)."""
-    check_declared_length(request, limit)
+    """The whole body, refusing as soon as it passes the limit (chunked bodies included).
+    A declared Content-Length was checked before authentication (check_declared_length)."""
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
