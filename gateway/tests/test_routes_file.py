@@ -73,3 +73,25 @@ def test_longest_prefix_wins_on_whole_segments():
     assert table.match("/v1/keys").name == "keys"
     assert table.match("/v1/keysx") is None
     assert table.match("/v1/auth/login").credential == "public"
+
+
+def test_metering_admin_prefixes_win_over_the_keys_admin_route():
+    table = RouteTable(builtin_routes({"keys": "http://keys", "metering": "http://metering"}))
+    admin = table.match("/v1/admin/entitlements/0b7e5a59-6f3c-4b8e-9a51-3d1f0c2a7e11")
+    assert admin is not None
+    assert (admin.name, admin.service, admin.credential) == (
+        "metering-entitlements-admin",
+        "metering",
+        "user",
+    )
+    assert admin.roles == frozenset({"super_admin"})
+    assert table.match("/v1/admin/analytics/top").service == "metering"
+    assert table.match("/v1/admin/organizations").service == "keys"
+    assert table.match("/v1/admin/entitlementsx").service == "keys"  # whole segments only
+    own = table.match("/v1/entitlements")
+    assert (own.name, own.service, own.credential, own.roles) == (
+        "entitlements",
+        "metering",
+        "any",
+        frozenset(),
+    )

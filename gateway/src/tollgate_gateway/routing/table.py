@@ -56,11 +56,14 @@ _BUILTIN = [
     ("members", "/v1/members", "keys", "any", ()),
     ("keys", "/v1/keys", "keys", "any", ()),
     ("platform-admin", "/v1/admin", "keys", "user", ("super_admin",)),
+    # Longer than /v1/admin, so these go to metering and the rest of /v1/admin to keys.
     ("metering-admin", "/v1/admin/analytics", "metering", "user", ("super_admin",)),
+    ("metering-entitlements-admin", "/v1/admin/entitlements", "metering", "user", ("super_admin",)),
     ("events", "/v1/events", "metering", "any", ()),
     ("meters", "/v1/meters", "metering", "any", ()),
     ("usage", "/v1/usage", "metering", "any", ()),
     ("analytics", "/v1/analytics", "metering", "any", ()),
+    ("entitlements", "/v1/entitlements", "metering", "any", ()),
 ]
 
 
