@@ -1,6 +1,6 @@
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,44 +10,53 @@ import nats
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tollgate_metering.app import create_app
 from tollgate_metering.config import MeteringSettings
 from tollgate_metering.gateway_usage.handlers import USAGE_RECORDED
+from tollgate_metering.organizations.handlers import ORGANIZATION_EVENTS
 from tollgate_metering.testing import migrated_test_settings
 from tollgate_shared.errors import PROBLEM_BASE, PROBLEM_JSON
-from tollgate_shared.events.streams import USAGE_STREAM, ensure_stream, usage_stream
+from tollgate_shared.events.streams import ensure_stream, stream_for_service, usage_stream
 from tollgate_shared.testing.database import rolled_back_sessions
 
-# Each table, and which of its rows database_state compares. Gateway usage is left out: every
-# app's consumer also stores the usage other tests publish, at any moment.
+# Each table, and which of its rows database_state compares. Gateway usage and organisations
+# are left out: every app's consumers also store what other tests publish, at any moment.
 TABLES = {
     "meters": "true",
     "usage_events": "source = 'api'",
     "usage_rollups": "meter_key <> 'api_requests'",
     "usage_distinct_values": "true",
+    "organizations": "false",
+    "entitlement_overrides": "true",
+    "entitlement_states": "meter_key <> 'api_requests'",
+    "threshold_crossings": "meter_key <> 'api_requests'",
+    "usage_changes": "meter_key <> 'api_requests'",
 }
 
 
 @asynccontextmanager
-async def usage_consumer_from_stream_end(nats_url: str) -> AsyncIterator[str]:
+async def consumer_from_stream_end(
+    nats_url: str, stream: StreamConfig, filter_subject: str
+) -> AsyncIterator[str]:
     """A durable consumer name for one app, created before the app creates it, delivering only
     new events; deleted at the end.
 
     The app would create it delivering the whole stream, which is right in production (nothing
-    is lost) but would replay every usage event other suites published on a shared NATS."""
-    name = f"metering-usage-test-{uuid.uuid4().hex[:10]}"
+    is lost) but would replay every event other suites published on a shared NATS."""
+    assert stream.name is not None
+    name = f"metering-{stream.name.lower()}-test-{uuid.uuid4().hex[:10]}"
     client = await nats.connect(nats_url)
     try:
         js = client.jetstream()
-        await ensure_stream(js, usage_stream())
+        await ensure_stream(js, stream)
         await js.add_consumer(
-            USAGE_STREAM,
+            stream.name,
             ConsumerConfig(
                 durable_name=name,
-                filter_subject=USAGE_RECORDED,
+                filter_subject=filter_subject,
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.NEW,
                 ack_wait=30,
@@ -55,22 +64,45 @@ async def usage_consumer_from_stream_end(nats_url: str) -> AsyncIterator[str]:
             ),
         )
         yield name
-        await js.delete_consumer(USAGE_STREAM, name)
+        await js.delete_consumer(stream.name, name)
     finally:
         await client.close()
+
+
+def usage_consumer_from_stream_end(nats_url: str) -> AbstractAsyncContextManager[str]:
+    return consumer_from_stream_end(nats_url, usage_stream(), USAGE_RECORDED)
+
+
+@asynccontextmanager
+async def test_settings(
+    *, database_url: str, nats_url: str, identity_public_key: str
+) -> AsyncIterator[MeteringSettings]:
+    """Migrated settings whose consumers start at the streams' current end."""
+    async with (
+        usage_consumer_from_stream_end(nats_url) as usage,
+        consumer_from_stream_end(
+            nats_url, stream_for_service("keys"), ORGANIZATION_EVENTS
+        ) as organizations,
+    ):
+        yield migrated_test_settings(
+            database_url=database_url,
+            nats_url=nats_url,
+            identity_public_key=identity_public_key,
+            usage_consumer_name=usage,
+            organizations_consumer_name=organizations,
+        )
 
 
 @pytest.fixture(scope="session")
 async def metering_settings(
     new_database: Callable[[str], str], nats_url: str, identity_keys: tuple[str, str]
 ) -> AsyncIterator[MeteringSettings]:
-    async with usage_consumer_from_stream_end(nats_url) as consumer:
-        yield migrated_test_settings(
-            database_url=new_database("metering"),
-            nats_url=nats_url,
-            identity_public_key=identity_keys[1],
-            usage_consumer_name=consumer,
-        )
+    async with test_settings(
+        database_url=new_database("metering"),
+        nats_url=nats_url,
+        identity_public_key=identity_keys[1],
+    ) as settings:
+        yield settings
 
 
 @pytest.fixture(scope="session")
@@ -86,13 +118,11 @@ async def committed_app(
 ) -> AsyncIterator[FastAPI]:
     """Another metering app, on a database of its own, for tests that need real commits from
     several connections at once."""
-    async with usage_consumer_from_stream_end(nats_url) as consumer:
-        settings = migrated_test_settings(
-            database_url=new_database("metering_committed"),
-            nats_url=nats_url,
-            identity_public_key=identity_keys[1],
-            usage_consumer_name=consumer,
-        )
+    async with test_settings(
+        database_url=new_database("metering_committed"),
+        nats_url=nats_url,
+        identity_public_key=identity_keys[1],
+    ) as settings:
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             yield app

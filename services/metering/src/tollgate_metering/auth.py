@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends
 
 from tollgate_shared.errors import ForbiddenError
-from tollgate_shared.identity import Identity, OrgIdentity
+from tollgate_shared.identity import AnyIdentity, Identity, OrgIdentity
 
 
 def _user_or_key(identity: Identity, *, role: str | None, scope: str, action: str) -> Identity:
@@ -36,9 +36,19 @@ async def _event_writer(identity: OrgIdentity) -> Identity:
     return _user_or_key(identity, role="org_admin", scope="write", action="Sending usage events")
 
 
+async def _platform_admin(identity: AnyIdentity) -> Identity:
+    """A user with the platform super_admin role (never an API key): the gateway checks the
+    role too, this is the service's own guard."""
+    if not identity.is_super_admin:
+        raise ForbiddenError("This needs the platform super_admin role.")
+    return identity
+
+
 # Any member of the organisation, or an API key with the read scope.
 OrgReader = Annotated[Identity, Depends(_org_reader)]
 # An org_admin user, or an API key with the admin scope.
 OrgAdmin = Annotated[Identity, Depends(_org_admin)]
 # An org_admin user, or an API key with the write scope.
 EventWriter = Annotated[Identity, Depends(_event_writer)]
+# A platform operator (super_admin user), acting across organisations.
+PlatformAdmin = Annotated[Identity, Depends(_platform_admin)]

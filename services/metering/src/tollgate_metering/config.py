@@ -1,6 +1,7 @@
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from tollgate_metering.entitlements.terms import DEFAULT_PLAN_ENTITLEMENTS, PlanEntitlements
 from tollgate_shared.settings import ServiceSettings
 
 # The service's name: its PostgreSQL schema, its JetStream stream (METERING) and its log field.
@@ -29,6 +30,29 @@ class MeteringSettings(ServiceSettings):
     # Usage events fetched and stored per transaction (then acked). At most 1,000: JetStream
     # hands a consumer at most 1,000 unacknowledged messages by default (max_ack_pending).
     usage_batch_size: int = Field(500, ge=1, le=1000)
+
+    # Each plan tier's entitlements per meter: {"free": {"api_requests": {"limit": 100000,
+    # "mode": "hard", "grace_percent": 0}}, ...}. Billing will publish them with its plans.
+    plan_entitlements: PlanEntitlements = Field(
+        default_factory=lambda: dict(DEFAULT_PLAN_ENTITLEMENTS)
+    )
+    # The plan of an organisation whose plan metering was never told (or an unknown tier).
+    unknown_plan: str = "free"
+    # How often changed usage is compared with the entitlements (and states published).
+    entitlement_check_interval_seconds: float = Field(1.0, gt=0, le=60)
+    # The durable consumer of the keys service's organization events (each org's plan tier).
+    organizations_consumer_name: str = Field(
+        "metering-organizations", pattern=r"^[A-Za-z0-9_-]{1,64}$"
+    )
+
+    @model_validator(mode="after")
+    def _unknown_plan_exists(self) -> "MeteringSettings":
+        if self.unknown_plan not in self.plan_entitlements:
+            raise ValueError(
+                "TOLLGATE_METERING_UNKNOWN_PLAN must be one of the plans of "
+                "TOLLGATE_METERING_PLAN_ENTITLEMENTS"
+            )
+        return self
 
     @model_validator(mode="after")
     def _retention_covers_late_events(self) -> "MeteringSettings":

@@ -11,11 +11,12 @@ def migrated_test_settings(
     nats_url: str,
     identity_public_key: str,
     usage_consumer_name: str = "metering-usage",
+    organizations_consumer_name: str = "metering-organizations",
 ) -> MeteringSettings:
     """Migrate the metering schema into database_url and return test settings for it.
 
-    Suites sharing one NATS server should give each metering app its own usage_consumer_name,
-    or the apps split the USAGE stream's events between their databases."""
+    Suites sharing one NATS server should give each metering app its own consumer names, or the
+    apps split the USAGE and KEYS streams' events between their databases."""
     upgrade(migrations_dir=MIGRATIONS_DIR, database_url=database_url, schema=SERVICE)
     return MeteringSettings(
         env="test",
@@ -23,4 +24,5 @@ def migrated_test_settings(
         nats_url=nats_url,
         identity_public_key=identity_public_key,
         usage_consumer_name=usage_consumer_name,
+        organizations_consumer_name=organizations_consumer_name,
     )

@@ -12,23 +12,10 @@ from tollgate_metering.analytics.schemas import (
     Period,
     TrafficFilters,
 )
-from tollgate_metering.auth import OrgReader
+from tollgate_metering.auth import OrgReader, PlatformAdmin
 from tollgate_shared.database import SessionDep
-from tollgate_shared.errors import ForbiddenError
-from tollgate_shared.identity import AnyIdentity, Identity
 
 router = APIRouter(tags=["analytics"])
-
-
-async def _platform_admin(identity: AnyIdentity) -> Identity:
-    """A user with the platform super_admin role (never an API key): the gateway checks the
-    role too, this is the service's own guard."""
-    if not identity.is_super_admin:
-        raise ForbiddenError("Analytics across organisations need the platform super_admin role.")
-    return identity
-
-
-PlatformAdmin = Annotated[Identity, Depends(_platform_admin)]
 
 
 def _filters(

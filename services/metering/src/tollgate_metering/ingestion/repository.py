@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from tollgate_metering.entitlements.changes import mark_changed
 from tollgate_metering.ingestion.cursor import EventCursor
 from tollgate_metering.ingestion.models import UsageEvent
 from tollgate_metering.ingestion.schemas import EventFilters, NewEvent, Source
@@ -36,7 +37,8 @@ class UsageEventRepository:
         DO NOTHING makes the id check and the write one atomic step: a concurrent request with
         the same id waits for this transaction and then skips the row, and if this transaction
         rolls back nothing remembers the ids. Its RETURNING rows, and only they, go into the
-        rollups in the same transaction, so a duplicate adds nothing there either.
+        rollups in the same transaction, so a duplicate adds nothing there either, and their
+        meters are marked for the entitlement evaluator.
         """
         if not events:
             return 0
@@ -82,6 +84,8 @@ class UsageEventRepository:
         )
         stored = [StoredEvent(*row) for row in (await self.session.execute(statement)).all()]
         await RollupRepository(self.session).add_stored_events(org_id=org_id, events=stored)
+        # The entitlements of these meters are evaluated again once this commits.
+        await mark_changed(self.session, org_id=org_id, meter_keys={event.type for event in stored})
         return len(stored)
 
     async def list_page(

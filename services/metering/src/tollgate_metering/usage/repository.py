@@ -1,7 +1,8 @@
 """Every read of usage: from the rollup tables only, never from raw events (which expire)."""
 
+import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -52,9 +53,11 @@ class UsageRepository:
         subjects: Sequence[str],
         by_subject: bool,
         group_by: Sequence[str],
+        excluded_group: Mapping[str, Any] | None = None,
     ) -> list[UsageRow]:
         """The aggregation over the minute buckets in [time_from, time_to) of meters sharing it,
-        per meter and, when asked, per window (boundaries), subject and group_by property."""
+        per meter and, when asked, per window (boundaries), subject and group_by property.
+        excluded_group leaves out the buckets whose group_key holds these property values."""
         table = (
             "usage_distinct_values" if aggregation == Aggregation.UNIQUE_COUNT else "usage_rollups"
         )
@@ -81,6 +84,9 @@ class UsageRepository:
         if subjects:
             conditions.append("subject = ANY(CAST(:subjects AS text[]))")
             parameters["subjects"] = list(subjects)
+        if excluded_group:
+            conditions.append("NOT (group_key @> CAST(:excluded_group AS jsonb))")
+            parameters["excluded_group"] = json.dumps(excluded_group)
         positions = ", ".join(str(number) for number in range(1, len(dimensions) + 1))
         # Only fixed fragments are formatted in; every value the caller sent is a parameter.
         query = sa.text(

@@ -82,10 +82,16 @@ def upgrade() -> None:
     )
     # Meters whose usage (or entitlement) changed since their last evaluation, written in the
     # transaction of the change, so a crash between the change and the evaluation loses nothing.
+    # Append-only: a mark is never updated, so writers never wait on the evaluator's locks, and
+    # a mark committed after the evaluator took its rows is left for its next round.
     op.create_table(
         "usage_changes",
-        *_org_meter_columns(),
-        sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("org_id", sa.Uuid, nullable=False),
+        sa.Column("meter_key", sa.String(63), nullable=False),
+        sa.Column(
+            "changed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         schema=SCHEMA,
     )
 
