@@ -7,6 +7,7 @@ from collections.abc import Collection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate_metering.db_types import utcnow
+from tollgate_metering.entitlements.changes import mark_changed
 from tollgate_metering.meters.built_in import BUILT_IN_METERS
 from tollgate_metering.meters.models import Meter
 from tollgate_metering.meters.repository import MeterRepository
@@ -124,6 +125,8 @@ async def archive_meter(session: AsyncSession, *, meter: Meter) -> Meter:
     if meter.archived_at is None:
         meter.archived_at = meter.updated_at = utcnow()
         await MeterRepository(session).save(meter)
+        # Its entitlement, if it had one, is removed at the next evaluation.
+        await mark_changed(session, org_id=meter.org_id, meter_keys=[meter.key])
     return meter
 
 
