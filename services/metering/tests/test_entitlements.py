@@ -258,22 +258,32 @@ async def test_lifting_the_limit_removes_the_entitlement(
     assert "llm_tokens" not in by_meter(await entitlements(client, acme))
 
 
-async def test_requests_refused_with_429_use_no_quota(client, db, catalog, acme, operator) -> None:
+async def test_only_served_calls_to_the_operators_api_use_the_request_quota(
+    client, db, catalog, acme, operator
+) -> None:
+    """429s (refused) and calls to Tollgate's own endpoints (route meter null) are not counted."""
     await override(client, operator, acme, "api_requests", limit=3)
-    statuses = [200, 201, 429, 429, 500]
+    calls = [
+        {"status": 200},
+        {"status": 201},
+        {"status": 500},
+        {"status": 429},
+        {"status": 429},
+        {"status": 200, "route": "usage", "meter": None},
+    ]
     async with db() as session, session.begin():
         await record_gateway_usage_batch(
             session,
-            [
-                CloudEvent.model_validate(usage_event(acme.org_id, status=status))
-                for status in statuses
-            ],
+            [CloudEvent.model_validate(usage_event(acme.org_id, **call)) for call in calls],
         )
     quota = by_meter(await entitlements(client, acme))["api_requests"]
     assert (quota["used"], quota["status"]) == (3, "exceeded")
     await evaluate_now(db, catalog)
     [state] = await published(db, acme, ENTITLEMENT_UPDATED)
     assert (state["used"], state["status"]) == (3, "exceeded")
+    # All six are still in the usage and analytics: only the quota leaves them out.
+    usage = (await client.get("/v1/usage", headers=acme.key("read"))).json()
+    assert [row["value"] for row in usage["data"] if row["meter"] == "api_requests"] == [6]
 
 
 async def test_the_gateway_snapshot_holds_the_flagged_states_only(

@@ -9,7 +9,7 @@ API_REQUESTS = {
     "name": "API requests",
     "aggregation": "COUNT",
     "value_property": None,
-    "group_by": ["route", "method", "status", "key_id"],
+    "group_by": ["route", "method", "status", "key_id", "meter"],
     "built_in": True,
     "created_at": None,
     "updated_at": None,

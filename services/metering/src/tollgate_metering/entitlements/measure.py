@@ -11,6 +11,9 @@ from tollgate_metering.meters.built_in import API_REQUESTS
 from tollgate_metering.meters.schemas import MeterPublic
 from tollgate_metering.usage.repository import UsageRepository
 
+# api_requests quotas count calls to the operator's API (route meter api_requests), not to
+# Tollgate's own endpoints (usage, keys...: meter null), which stay free and always reachable.
+_COUNTED: dict[str, dict[str, Any]] = {API_REQUESTS: {"meter": API_REQUESTS}}
 # Requests the gateway (or the upstream) answered with 429 were refused, not served: they do not
 # use up a quota, or an org over its cap would keep climbing while it is refused.
 _NOT_COUNTED: dict[str, dict[str, Any]] = {API_REQUESTS: {"status": 429}}
@@ -30,6 +33,7 @@ async def used_in_period(
         subjects=[],
         by_subject=False,
         group_by=[],
+        required_group=_COUNTED.get(meter.key),
         excluded_group=_NOT_COUNTED.get(meter.key),
     )
     return rows[0].value if rows else Decimal(0)

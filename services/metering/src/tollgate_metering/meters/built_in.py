@@ -10,8 +10,9 @@ BUILT_IN_METERS = {
         name="API requests",
         aggregation=Aggregation.COUNT,
         value_property=None,
-        # Properties of the gateway's usage events (docs/events.md).
-        group_by=["route", "method", "status", "key_id"],
+        # Properties of the gateway's usage events (docs/events.md). "meter" is the route's:
+        # api_requests for the operator's API, null for Tollgate's own endpoints.
+        group_by=["route", "method", "status", "key_id", "meter"],
         built_in=True,
         created_at=None,
         updated_at=None,

@@ -53,11 +53,13 @@ class UsageRepository:
         subjects: Sequence[str],
         by_subject: bool,
         group_by: Sequence[str],
+        required_group: Mapping[str, Any] | None = None,
         excluded_group: Mapping[str, Any] | None = None,
     ) -> list[UsageRow]:
         """The aggregation over the minute buckets in [time_from, time_to) of meters sharing it,
         per meter and, when asked, per window (boundaries), subject and group_by property.
-        excluded_group leaves out the buckets whose group_key holds these property values."""
+        required_group keeps only the buckets whose group_key holds these property values,
+        excluded_group leaves them out."""
         table = (
             "usage_distinct_values" if aggregation == Aggregation.UNIQUE_COUNT else "usage_rollups"
         )
@@ -84,6 +86,9 @@ class UsageRepository:
         if subjects:
             conditions.append("subject = ANY(CAST(:subjects AS text[]))")
             parameters["subjects"] = list(subjects)
+        if required_group:
+            conditions.append("group_key @> CAST(:required_group AS jsonb)")
+            parameters["required_group"] = json.dumps(required_group)
         if excluded_group:
             conditions.append("NOT (group_key @> CAST(:excluded_group AS jsonb))")
             parameters["excluded_group"] = json.dumps(excluded_group)
