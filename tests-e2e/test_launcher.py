@@ -31,9 +31,10 @@ def test_banner_curl_lines_work(stack):
         body, status = result.stdout.rsplit("\n", 1)
         assert status == "200", line
         answers.append(body)
-    hello, limits = answers
+    hello, limits, entitlements = answers
     assert stack.demo.organization_id in hello
     assert '"org-hour"' in limits
+    assert '"meter":"api_requests"' in entitlements
 
 
 def test_restart_keeps_data(tmp_path: Path):

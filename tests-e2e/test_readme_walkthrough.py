@@ -35,5 +35,6 @@ def test_readme_walkthrough_runs_as_written(stack, tmp_path):
         for line in lines
     ), lines
     assert '["org-hour",998]' in lines and '["org-day",9998]' in lines, lines
+    assert '["api_requests",100000,"hard"]' in lines, lines
     assert '"revoked"' in lines, lines
     assert lines[-1] == "401", lines

@@ -34,6 +34,7 @@ Demo organisation: {info.demo.email} / {info.demo.password}
 Try it:
   curl -H "Authorization: Bearer {info.demo.api_key}" {info.gateway_url}/api/demo/hello
   curl -H "Authorization: Bearer {info.demo.api_key}" {info.gateway_url}/v1/limits
+  curl -H "Authorization: Bearer {info.demo.api_key}" {info.gateway_url}/v1/entitlements
 
 Platform super admin: {info.superadmin_email} / {info.superadmin_password}
 """
