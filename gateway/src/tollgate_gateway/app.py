@@ -24,6 +24,10 @@ from tollgate_gateway.docs.endpoints import router as docs_router
 from tollgate_gateway.docs.openapi import ServiceSpecs
 from tollgate_gateway.forwarding import Gateway
 from tollgate_gateway.identity_tokens import IdentityTokens
+from tollgate_gateway.quotas.feed import EntitlementFeed
+from tollgate_gateway.quotas.metrics import FLAGGED_ENTITLEMENTS, SNAPSHOT_LOADED
+from tollgate_gateway.quotas.snapshot import MeteringClient
+from tollgate_gateway.quotas.states import EntitlementStates
 from tollgate_gateway.rate_limits.counters import SharedCounters
 from tollgate_gateway.rate_limits.endpoints import router as limits_router
 from tollgate_gateway.rate_limits.limiter import RateLimiter
@@ -71,10 +75,29 @@ def create_app(settings: GatewaySettings | None = None) -> GatewayApp:
             negative_seconds=settings.key_cache_negative_seconds,
         )
         invalidation = KeyInvalidation(cache)
-        nats = await connect_nats(
-            settings.nats_url, name=SERVICE, on_reconnected=invalidation.on_reconnected
+        signer = identity_signer(settings.identity_private_key, settings.identity_ttl_seconds)
+        metering = MeteringClient(
+            base_url=settings.metering_url,
+            signer=signer,
+            timeout_seconds=settings.quota_snapshot_timeout_seconds,
         )
+        quotas = EntitlementStates()
+        entitlement_feed = EntitlementFeed(
+            quotas, metering, resync_seconds=settings.quota_resync_seconds
+        )
+        FLAGGED_ENTITLEMENTS.set_function(lambda: quotas.flagged_count)
+        SNAPSHOT_LOADED.set_function(lambda: entitlement_feed.loaded)
+
+        async def on_reconnected() -> None:
+            await invalidation.on_reconnected()
+            await entitlement_feed.on_reconnected()
+
+        nats = await connect_nats(settings.nats_url, name=SERVICE, on_reconnected=on_reconnected)
         await invalidation.start(nats)
+        # Subscribed before the first snapshot is asked for, so no change falls in between.
+        await entitlement_feed.start(nats)
+        # Metering down: the gateway serves anyway (fails open) and the feed keeps retrying.
+        snapshot_loaded = await entitlement_feed.load()
         await ensure_stream(nats.jetstream(), usage_stream())
         replicas = await ReplicaRegistry.open(
             nats.jetstream(), bucket=f"{settings.rate_limit_bucket}_REPLICAS"
@@ -101,7 +124,6 @@ def create_app(settings: GatewaySettings | None = None) -> GatewayApp:
             nats_client=nats,
             ack_timeout_seconds=settings.usage_publish_timeout_seconds,
         )
-        signer = identity_signer(settings.identity_private_key, settings.identity_ttl_seconds)
         keys = KeysClient(
             base_url=settings.keys_url, signer=signer, timeout_seconds=settings.keys_timeout_seconds
         )
@@ -129,16 +151,19 @@ def create_app(settings: GatewaySettings | None = None) -> GatewayApp:
             key_invalidation=invalidation,
             limiter=limiter,
             policies=policies,
+            quotas=quotas,
         )
         app.state.nats = nats
         app.state.usage_spool = spool
         app.state.usage_publisher = usage_publisher
         app.state.key_invalidation = invalidation
+        app.state.entitlement_feed = entitlement_feed
         app.state.service_specs = ServiceSpecs(service_urls=settings.service_urls(), routes=routes)
         tasks = [
             asyncio.create_task(key_usage.run()),
             asyncio.create_task(limiter.run()),
             asyncio.create_task(replicas.run()),
+            asyncio.create_task(entitlement_feed.run(loaded=snapshot_loaded)),
             asyncio.create_task(usage_publisher.run()),
             asyncio.create_task(
                 publish_orphaned_slots(
@@ -166,6 +191,7 @@ def create_app(settings: GatewaySettings | None = None) -> GatewayApp:
             spool.close()
             await proxy.close()
             await keys.close()
+            await metering.close()
             await app.state.service_specs.close()
             try:
                 await asyncio.wait_for(nats.drain(), SHUTDOWN_STEP_SECONDS)

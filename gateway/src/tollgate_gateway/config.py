@@ -58,6 +58,12 @@ class GatewaySettings(CommonSettings):
     rate_limit_max_lease: int = Field(1000, ge=1)
     rate_limit_idle_return_seconds: float = Field(2.0, gt=0)
 
+    # Quotas per billing period: metering's events update the gateway's copy at once; its
+    # snapshot is loaded again this often as a safety net (and after every NATS reconnect).
+    quota_resync_seconds: float = Field(60.0, gt=0)
+    # One snapshot request; metering slower than this counts as down (the gateway fails open).
+    quota_snapshot_timeout_seconds: float = Field(5.0, gt=0)
+
     def secret_values(self) -> dict[str, str]:
         return {
             "TOLLGATE_GATEWAY_IDENTITY_PRIVATE_KEY": self.identity_private_key,

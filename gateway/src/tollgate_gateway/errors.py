@@ -53,3 +53,7 @@ class KeysUnavailableError(ProblemError):
 
 class RateLimitedError(ProblemError):
     status, slug, title = 429, "rate-limited", "Too many requests"
+
+
+class QuotaExceededError(ProblemError):
+    status, slug, title = 429, "quota-exceeded", "Quota exceeded"

@@ -1,6 +1,7 @@
-"""The gateway's one job per request: route, authenticate, authorize, limit, forward."""
+"""The gateway's one job per request: route, authenticate, authorize, quotas, limit, forward."""
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,6 +14,11 @@ from tollgate_gateway.authorization import authorize
 from tollgate_gateway.config import GatewaySettings
 from tollgate_gateway.errors import MethodNotAllowedError, RateLimitedError, RouteNotFoundError
 from tollgate_gateway.identity_tokens import IdentityTokens
+from tollgate_gateway.quotas.enforcement import check_quotas, refusal
+from tollgate_gateway.quotas.headers import QUOTA_WARNING, quota_warning_field
+from tollgate_gateway.quotas.metrics import REFUSED as QUOTA_REFUSED
+from tollgate_gateway.quotas.metrics import WARNED as QUOTA_WARNED
+from tollgate_gateway.quotas.states import EntitlementStates
 from tollgate_gateway.rate_limits.headers import rate_limit_headers
 from tollgate_gateway.rate_limits.limiter import RateLimiter
 from tollgate_gateway.rate_limits.policies import PolicyBook
@@ -24,7 +30,7 @@ from tollgate_gateway.routing.proxy import (
     forwarded_headers,
     read_body,
 )
-from tollgate_gateway.routing.table import RouteTable
+from tollgate_gateway.routing.table import Route, RouteTable
 from tollgate_gateway.usage.subject import UsageSubject, attach_subject
 from tollgate_shared.errors import UnauthorizedError
 from tollgate_shared.identity import (
@@ -36,6 +42,7 @@ from tollgate_shared.middleware import ROUTE_LABEL
 
 ANONYMOUS = Identity(principal_type="anonymous")
 RATE_LIMIT_FIELDS = frozenset({b"ratelimit", b"ratelimit-policy"})
+QUOTA_WARNING_FIELD = QUOTA_WARNING.lower().encode()
 
 
 @dataclass
@@ -49,6 +56,7 @@ class Gateway:
     key_invalidation: KeyInvalidation
     limiter: RateLimiter
     policies: PolicyBook
+    quotas: EntitlementStates
 
     async def handle(self, request: Request) -> Response:
         check_header_size(request.scope["headers"], self.settings.max_header_bytes)
@@ -68,13 +76,20 @@ class Gateway:
         request_id: str = request.state.request_id
         identity = ANONYMOUS
         limit_headers: dict[str, str] = {}
+        quota_warning: str | None = None
         if route.credential != "public":
             identity, key = await self.identify(request)
             # From here on the request is usage, whatever its outcome (refusals included).
-            attach_subject(request.scope, UsageSubject.of(identity, route))
+            subject = UsageSubject.of(identity, route)
+            attach_subject(request.scope, subject)
             authorize(route, identity, request.method)
             if key is not None:
                 self.key_usage.record(key.key_id)
+            # Quotas sell the operator's API; Tollgate's own routes (usage, upgrades) stay open.
+            # Checked before the limiter, so a request the quota refuses spends no token.
+            if route.service is None and identity.org_id is not None:
+                quota_warning = self.enforce_quotas(request, subject, identity.org_id, route)
+            if key is not None:
                 limit_headers = await self.enforce_limits(key)
         request.state.identity = identity
         bind_identity_to_logs(identity)
@@ -92,6 +107,10 @@ class Gateway:
             response.raw_headers = [
                 header for header in response.raw_headers if header[0] not in RATE_LIMIT_FIELDS
             ] + [(name.lower().encode(), value.encode()) for name, value in limit_headers.items()]
+        if quota_warning is not None:
+            response.raw_headers = [
+                header for header in response.raw_headers if header[0] != QUOTA_WARNING_FIELD
+            ] + [(QUOTA_WARNING_FIELD, quota_warning.encode())]
         if route.service == "keys":
             self.key_invalidation.after_response(
                 method=request.method, path=raw_path, status=response.status_code
@@ -105,6 +124,22 @@ class Gateway:
         if credential is None:
             raise UnauthorizedError("Send an API key or access token as a Bearer credential.")
         return await self.authenticator.authenticate(credential)
+
+    def enforce_quotas(
+        self, request: Request, subject: UsageSubject, org_id: uuid.UUID, route: Route
+    ) -> str | None:
+        """The Tollgate-Quota-Warning value when an entitlement of the request is in grace or
+        exceeded (soft); 429 when one is exceeded in hard mode; None for nothing to say."""
+        verdict = check_quotas(self.quotas, org_id, route.meter)
+        if verdict is None:
+            return None
+        attach_subject(request.scope, replace(subject, quota=verdict.worst))
+        warning = quota_warning_field(verdict.flagged, verdict.now)
+        if verdict.refusing:
+            QUOTA_REFUSED.inc()
+            raise refusal(verdict, headers={QUOTA_WARNING: warning})
+        QUOTA_WARNED.inc()
+        return warning
 
     async def enforce_limits(self, key: VerifiedKey) -> dict[str, str]:
         """Spend one request of every policy of the key, or refuse with 429."""

@@ -45,6 +45,7 @@ def usage_event(
             "user_id": identity.principal_id if identity.principal_type == "user" else None,
             "route": subject.route_name,
             "meter": subject.meter,
+            "quota": subject.quota,  # grace or exceeded when flagged (refused or warned)
             "plan": identity.plan,  # the organisation's plan tier when called, for analytics
             "method": measure.method,
             "status": measure.status,

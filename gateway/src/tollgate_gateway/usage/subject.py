@@ -5,6 +5,7 @@ before or at authentication never do, while those refused afterwards (403 scope,
 """
 
 from dataclasses import dataclass
+from typing import Literal
 
 from starlette.types import Scope
 
@@ -20,6 +21,8 @@ class UsageSubject:
     route_name: str
     # The route's meter; None for the built-in routes to Tollgate's own services.
     meter: str | None
+    # The worst status of the request's entitlements when one is in grace or exceeded.
+    quota: Literal["grace", "exceeded"] | None = None
 
     @classmethod
     def of(cls, identity: Identity, route: Route) -> "UsageSubject":
