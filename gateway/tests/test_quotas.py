@@ -41,6 +41,10 @@ from .usage_stream import (
 )
 
 DEADLINE_SECONDS = 20.0
+# Added to every version here: a metering service sharing this NATS server (another suite's
+# tests) may evaluate these organisations from their usage events and publish its own states,
+# with small versions, which must never outrank the states a test sets.
+VERSION_BASE = 10**12
 UPDATED = "tollgate.metering.entitlement.updated"
 REMOVED = "tollgate.metering.entitlement.removed"
 
@@ -175,7 +179,7 @@ def entitlement(
         "status": status,
         "period_start": iso(start),
         "period_end": iso(end),
-        "version": version,
+        "version": VERSION_BASE + version,
     }
 
 
@@ -204,7 +208,10 @@ async def publish(client: Client, gateway: RunningServer, *states: dict[str, Any
     await client.flush()
     states_held = feed_of(gateway).states
     await until(
-        lambda: states_held.version_of(uuid.UUID(marker["organization_id"]), "api_requests") == 1,
+        lambda: (
+            states_held.version_of(uuid.UUID(marker["organization_id"]), "api_requests")
+            == marker["version"]
+        ),
         "the marker event applied",
     )
 
@@ -403,6 +410,39 @@ async def test_older_versions_are_ignored_and_duplicates_harmless(
     assert (await http.get(url, headers=key)).status_code == 200
 
 
+async def test_unreadable_events_are_counted_and_change_nothing(
+    http, quota_gateway, publisher, sign_up
+):
+    account = await sign_up()
+    org_id = account["organization"]["id"]
+    invalid_before = REGISTRY.get_sample_value(
+        "tollgate_gateway_quota_events_total", {"outcome": "invalid"}
+    )
+    exceeded = entitlement(org_id, version=2, status="exceeded")
+    lifted_on_the_wrong_subject = new_event(
+        service="metering",
+        type_=UPDATED,
+        data=entitlement(org_id, version=3, status="removed", limit=None),
+    )
+    await publisher.publish(UPDATED, b"not json")
+    await publisher.publish(UPDATED, lifted_on_the_wrong_subject.to_json())
+    await publisher.publish(
+        UPDATED, new_event(service="metering", type_=UPDATED, data={}).to_json()
+    )
+    await publish(publisher, quota_gateway, exceeded)
+    invalid_after = REGISTRY.get_sample_value(
+        "tollgate_gateway_quota_events_total", {"outcome": "invalid"}
+    )
+    # Counted by every gateway of this test process that heard them.
+    assert (invalid_after or 0) - (invalid_before or 0) >= 3
+    states_held = feed_of(quota_gateway).states
+    assert states_held.version_of(uuid.UUID(org_id), "api_requests") == exceeded["version"]
+    answer = await http.get(
+        f"{quota_gateway.url}/api/metered/x", headers=bearer(account["api_key"]["key"])
+    )
+    assert answer.status_code == 429  # the subscription lives on; version 3 was never taken
+
+
 async def test_a_state_of_an_ended_period_is_ignored(http, quota_gateway, publisher, sign_up):
     account = await sign_up()
     ended = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
@@ -422,7 +462,10 @@ async def test_snapshot_at_start_enforces_before_any_event(
 ):
     stub, _ = metering
     account = await sign_up()
-    stub.items = [entitlement(account["organization"]["id"], version=2, status="exceeded")]
+    stub.items = [
+        {"organization_id": account["organization"]["id"], "meter": "api_requests"},  # skipped
+        entitlement(account["organization"]["id"], version=2, status="exceeded"),
+    ]
     async with serving(create_gateway(quota_settings())) as fresh:
         refused = await http.get(
             f"{fresh.url}/api/metered/x", headers=bearer(account["api_key"]["key"])
