@@ -5,7 +5,8 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 # Trust the machine's certificate store (corporate proxies install their CA there).
 export UV_SYSTEM_CERTS ?= 1
 PYTEST_WORKERS ?= 4
-SOURCES := shared/src gateway/src services/keys/src services/metering/src deploy/local/src
+SOURCES := shared/src gateway/src services/keys/src services/metering/src services/billing/src \
+	deploy/local/src
 
 .PHONY: dev test e2e lint fmt bootstrap bench-gateway bench-limits bench-limiter \
 	bench-metering-consumer

@@ -1,0 +1,50 @@
+"""The billing service: the plan catalog, the pricing engine and one customer per org."""
+
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from tollgate_billing.catalog.endpoints import admin_router as plans_admin_router
+from tollgate_billing.catalog.endpoints import router as plans_router
+from tollgate_billing.catalog.service import seed_catalog
+from tollgate_billing.config import SERVICE, BillingSettings
+from tollgate_billing.customers.endpoints import router as customer_router
+from tollgate_billing.customers.handlers import organizations_consumer
+from tollgate_shared.app import ServiceRuntime, create_service_app
+from tollgate_shared.events.streams import ensure_stream, stream_for_service
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def create_app(settings: BillingSettings | None = None) -> FastAPI:
+    settings = settings or BillingSettings()  # type: ignore[call-arg, unused-ignore]
+
+    async def on_startup(runtime: ServiceRuntime) -> None:
+        # Keys may not have started yet: whoever comes first creates its stream.
+        await ensure_stream(runtime.js, stream_for_service("keys"))
+        # Before the consumer runs, so a new customer always finds the default plan.
+        async with runtime.sessionmaker() as session, session.begin():
+            await seed_catalog(session, catalog=settings.catalog)
+
+    def background(runtime: ServiceRuntime) -> list[Coroutine[Any, Any, None]]:
+        return [
+            organizations_consumer(
+                js=runtime.js,
+                sessionmaker=runtime.sessionmaker,
+                name=settings.organizations_consumer_name,
+                default_plan=settings.default_plan,
+            ).run()
+        ]
+
+    app = create_service_app(
+        service=SERVICE,
+        settings=settings,
+        description="Plans and prices, and the billing customer of every organisation.",
+        routers=[plans_router, plans_admin_router, customer_router],
+        background=background,
+        on_startup=on_startup,
+    )
+    app.state.settings = settings
+    return app

@@ -1,0 +1,50 @@
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from tollgate_billing.catalog.defaults import DEFAULT_CATALOG
+from tollgate_billing.catalog.schemas import PlanCreate
+from tollgate_billing.decimal_json import loads_with_decimals
+from tollgate_shared.settings import ServiceSettings
+
+# The service's name: its PostgreSQL schema, its JetStream stream (BILLING) and its log field.
+SERVICE = "billing"
+
+
+def _decode_catalog(value: Any) -> Any:
+    """The environment's JSON, with prices read as Decimal (never through a float)."""
+    return loads_with_decimals(value) if isinstance(value, str | bytes) else value
+
+
+Catalog = Annotated[list[PlanCreate], NoDecode, BeforeValidator(_decode_catalog)]
+
+
+class BillingSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TOLLGATE_BILLING_",
+        extra="ignore",
+        populate_by_name=True,
+        hide_input_in_errors=True,
+    )
+
+    # Plans created at start when no plan with their key exists yet: an operator's later edits
+    # (through the admin API) are never overwritten. A JSON list of plans (docs/api.md).
+    catalog: Catalog = Field(default_factory=lambda: list(DEFAULT_CATALOG))
+    # The plan every new organisation's billing customer starts on.
+    default_plan: str = "free"
+    # The durable consumer of the keys service's organization events (one customer per org).
+    organizations_consumer_name: str = Field(
+        "billing-organizations", pattern=r"^[A-Za-z0-9_-]{1,64}$"
+    )
+
+    @model_validator(mode="after")
+    def _catalog_is_consistent(self) -> "BillingSettings":
+        keys = [plan.key for plan in self.catalog]
+        if len(set(keys)) != len(keys):
+            raise ValueError("TOLLGATE_BILLING_CATALOG names a plan key twice")
+        if self.default_plan not in keys:
+            raise ValueError(
+                "TOLLGATE_BILLING_DEFAULT_PLAN must be one of the plans of TOLLGATE_BILLING_CATALOG"
+            )
+        return self

@@ -1,0 +1,1 @@
+"""Billing customers: one per organisation, created when the keys service reports it."""

@@ -1,0 +1,30 @@
+"""Every event the billing service publishes (documented in docs/events.md)."""
+
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate_billing.config import SERVICE
+from tollgate_shared.events.envelope import new_event
+from tollgate_shared.events.outbox import enqueue
+
+
+class BillingEvent(StrEnum):
+    CUSTOMER_CREATED = "tollgate.billing.customer.created"
+
+
+async def publish(
+    session: AsyncSession,
+    event_type: BillingEvent,
+    *,
+    org_id: uuid.UUID,
+    subject: str,
+    data: dict[str, Any],
+) -> None:
+    """Write the event to the outbox in the caller's transaction."""
+    await enqueue(
+        session,
+        new_event(service=SERVICE, type_=event_type, org_id=org_id, subject=subject, data=data),
+    )

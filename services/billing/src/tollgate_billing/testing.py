@@ -1,0 +1,26 @@
+"""Test support for suites that run a real billing service."""
+
+from tollgate_billing.app import MIGRATIONS_DIR
+from tollgate_billing.config import SERVICE, BillingSettings
+from tollgate_shared.migrations import upgrade
+
+
+def migrated_test_settings(
+    *,
+    database_url: str,
+    nats_url: str,
+    identity_public_key: str,
+    organizations_consumer_name: str = "billing-organizations",
+) -> BillingSettings:
+    """Migrate the billing schema into database_url and return test settings for it.
+
+    Suites sharing one NATS server should give each billing app its own consumer name, or the
+    apps split the KEYS stream's events between their databases."""
+    upgrade(migrations_dir=MIGRATIONS_DIR, database_url=database_url, schema=SERVICE)
+    return BillingSettings(
+        env="test",
+        database_url=database_url,
+        nats_url=nats_url,
+        identity_public_key=identity_public_key,
+        organizations_consumer_name=organizations_consumer_name,
+    )
