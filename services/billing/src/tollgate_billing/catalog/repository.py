@@ -44,7 +44,7 @@ class PlanRepository:
             .group_by(col(Customer.plan_key))
         )
         counts = {key: 0 for key in keys}
-        counts.update({key: count for key, count in result.tuples()})
+        counts.update({key: count for key, count in result.all()})
         return counts
 
     async def save(self, plan: Plan) -> None:

@@ -1,0 +1,265 @@
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import nats
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
+from nats.aio.client import Client
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tollgate_billing.app import create_app
+from tollgate_billing.config import BillingSettings
+from tollgate_billing.customers.handlers import ORGANIZATION_CREATED
+from tollgate_billing.testing import migrated_test_settings
+from tollgate_shared.errors import PROBLEM_BASE, PROBLEM_JSON
+from tollgate_shared.events.streams import ensure_stream, stream_for_service
+from tollgate_shared.testing.database import rolled_back_sessions
+
+# Each table, and which of its rows database_state compares. Customers and their events only
+# for the test's own organisations: every app's consumer also stores what other tests publish
+# (on the shared NATS), at any moment, and the relay marks its events published.
+TABLES = {
+    "plans": "true",
+    "customers": "org_id::text = ANY(:orgs)",
+    "outbox": "payload->>'orgid' = ANY(:orgs)",
+}
+DEADLINE_SECONDS = 15.0
+
+
+@asynccontextmanager
+async def consumer_from_stream_end(
+    nats_url: str, stream: StreamConfig, filter_subject: str
+) -> AsyncIterator[str]:
+    """A durable consumer name for one app, created before the app creates it, delivering only
+    new events; deleted at the end.
+
+    The app would create it delivering the whole stream, which is right in production (nothing
+    is lost) but would replay every event other suites published on a shared NATS."""
+    assert stream.name is not None
+    name = f"billing-{stream.name.lower()}-test-{uuid.uuid4().hex[:10]}"
+    client = await nats.connect(nats_url)
+    try:
+        js = client.jetstream()
+        await ensure_stream(js, stream)
+        await js.add_consumer(
+            stream.name,
+            ConsumerConfig(
+                durable_name=name,
+                filter_subject=filter_subject,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.NEW,
+                ack_wait=30,
+                max_deliver=-1,
+            ),
+        )
+        yield name
+        await js.delete_consumer(stream.name, name)
+    finally:
+        await client.close()
+
+
+@asynccontextmanager
+async def running_app(
+    *, database_url: str, nats_url: str, identity_public_key: str
+) -> AsyncIterator[FastAPI]:
+    """A migrated billing app whose organizations consumer starts at the KEYS stream's end."""
+    async with consumer_from_stream_end(
+        nats_url, stream_for_service("keys"), ORGANIZATION_CREATED
+    ) as organizations:
+        settings = migrated_test_settings(
+            database_url=database_url,
+            nats_url=nats_url,
+            identity_public_key=identity_public_key,
+            organizations_consumer_name=organizations,
+        )
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            yield app
+
+
+@pytest.fixture(scope="session")
+async def billing_app(
+    new_database: Callable[[str], str], nats_url: str, identity_keys: tuple[str, str]
+) -> AsyncIterator[FastAPI]:
+    async with running_app(
+        database_url=new_database("billing"),
+        nats_url=nats_url,
+        identity_public_key=identity_keys[1],
+    ) as app:
+        yield app
+
+
+@pytest.fixture(scope="session")
+async def committed_app(
+    new_database: Callable[[str], str], nats_url: str, identity_keys: tuple[str, str]
+) -> AsyncIterator[FastAPI]:
+    """Another billing app, on a database of its own, whose consumer's commits are real: for
+    tests that feed it events through NATS."""
+    async with running_app(
+        database_url=new_database("billing_committed"),
+        nats_url=nats_url,
+        identity_public_key=identity_keys[1],
+    ) as app:
+        yield app
+
+
+@pytest.fixture
+async def db(billing_app: FastAPI) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """This test's sessions; everything they write is rolled back at the end."""
+    async with rolled_back_sessions(billing_app.state.runtime.engine, billing_app) as sessions:
+        yield sessions
+
+
+@pytest.fixture
+async def client(billing_app: FastAPI, db: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=billing_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://billing") as http:
+        yield http
+
+
+@pytest.fixture
+async def committing_client(committed_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=committed_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://billing") as http:
+        yield http
+
+
+@pytest.fixture
+async def nats_client(nats_url: str) -> AsyncIterator[Client]:
+    client = await nats.connect(nats_url)
+    yield client
+    await client.close()
+
+
+@dataclass
+class Org:
+    """An organisation (billing knows it by id), with headers to act as its people and keys
+    the way the gateway would forward them."""
+
+    org_id: uuid.UUID
+    mint: Callable[..., dict[str, str]]
+
+    def user(self, role: str = "member") -> dict[str, str]:
+        return self.mint("user", principal_id=str(uuid.uuid4()), org_id=self.org_id, roles=(role,))
+
+    def key(self, *scopes: str) -> dict[str, str]:
+        return self.mint("key", principal_id=str(uuid.uuid4()), org_id=self.org_id, scopes=scopes)
+
+
+@pytest.fixture
+def acme(mint_identity: Callable[..., dict[str, str]]) -> Org:
+    return Org(uuid.uuid4(), mint_identity)
+
+
+@pytest.fixture
+def globex(mint_identity: Callable[..., dict[str, str]]) -> Org:
+    return Org(uuid.uuid4(), mint_identity)
+
+
+@pytest.fixture
+def operator(mint_identity: Callable[..., dict[str, str]]) -> dict[str, str]:
+    """A platform super_admin (outside any organisation), as the gateway forwards one."""
+    return mint_identity("user", principal_id=str(uuid.uuid4()), roles=("super_admin",))
+
+
+def organization_created(org_id: uuid.UUID, *, name: str = "Acme", event_id: str | None = None):
+    """A tollgate.keys.organization.created CloudEvent as the keys service publishes it."""
+    return {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": "/tollgate/keys",
+        "type": ORGANIZATION_CREATED,
+        "time": datetime.now(UTC).isoformat(),
+        "orgid": str(org_id),
+        "data": {
+            "organization_id": str(org_id),
+            "name": name,
+            "plan": "free",
+            "created_by_user_id": str(uuid.uuid4()),
+        },
+    }
+
+
+async def publish_to_keys(client: Client, event: dict[str, Any]) -> None:
+    js = client.jetstream()
+    await ensure_stream(js, stream_for_service("keys"))
+    # A fresh message id: JetStream would drop a repeated one, and these tests redeliver.
+    await js.publish(
+        event["type"], json.dumps(event).encode(), headers={"Nats-Msg-Id": uuid.uuid4().hex}
+    )
+
+
+async def wait_until_consumed(app: FastAPI, event_ids: list[str]) -> None:
+    """Until the app's organizations consumer has applied (or skipped) every one of these."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE_SECONDS
+    query = sa.text("SELECT count(*) FROM billing.inbox WHERE event_id = ANY(:ids)")
+    while True:
+        async with app.state.runtime.sessionmaker() as session:
+            if await session.scalar(query, {"ids": event_ids}) == len(set(event_ids)):
+                return
+        assert loop.time() < deadline, "the organization events were not consumed"
+        await asyncio.sleep(0.05)
+
+
+async def database_state(
+    db: async_sessionmaker[AsyncSession], *orgs: "Org"
+) -> dict[str, tuple[int, str]]:
+    """Row count and a digest of the rows of every table (customers and events: the given
+    organisations'), to prove a request changed nothing."""
+    state = {}
+    org_ids = [str(org.org_id) for org in orgs]
+    async with db() as session:
+        for table, rows in TABLES.items():  # fixed names, never input
+            digest = "md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"
+            query = sa.text(
+                f"SELECT count(*), {digest} FROM billing.{table} AS t WHERE {rows}"  # noqa: S608
+            )
+            row = (await session.execute(query, {"orgs": org_ids})).one()
+            state[table] = (row[0], row[1])
+    return state
+
+
+async def add_customer(db: async_sessionmaker[AsyncSession], org_id: uuid.UUID, plan: str) -> None:
+    """A customer on the plan, written straight to this test's rolled-back transaction."""
+    async with db() as session, session.begin():
+        await session.execute(
+            sa.text(
+                "INSERT INTO billing.customers (id, org_id, name, plan_key, created_at, updated_at)"
+                " VALUES (:id, :org, 'Acme', :plan, now(), now())"
+            ),
+            {"id": uuid.uuid4(), "org": org_id, "plan": plan},
+        )
+
+
+def assert_problem(
+    response: httpx.Response, status: int, slug: str | None = None
+) -> dict[str, Any]:
+    """A clear RFC 9457 problem: the status, a type, a title, a detail and the request id."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    if slug is not None:
+        assert body["type"] == PROBLEM_BASE + slug, body
+    assert body["title"]
+    assert body["detail"]
+    assert body["request_id"] == response.headers["x-request-id"]
+    if status == 422:
+        assert body["errors"], body
+    return body
+
+
+@pytest.fixture
+def settings(billing_app: FastAPI) -> BillingSettings:
+    result: BillingSettings = billing_app.state.settings
+    return result
