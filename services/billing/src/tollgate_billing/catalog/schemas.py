@@ -16,7 +16,7 @@ MAX_METERED_CHARGES = 20
 
 
 class RateLimitTier(StrEnum):
-    """The gateway's rate-limit tiers (TOLLGATE_GATEWAY_PLAN_LIMITS names them)."""
+    """The gateway's rate-limit tiers (TOLLGATE_GATEWAY_RATE_LIMIT_PLANS names them)."""
 
     FREE = "free"
     PRO = "pro"
