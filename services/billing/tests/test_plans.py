@@ -113,6 +113,25 @@ async def test_json_numbers_are_read_as_exact_decimals(client, operator):
     assert stored.json()["metered_charges"] == plan["metered_charges"]
 
 
+async def test_exponents_are_written_out(client, operator):
+    raw = json.dumps(plan_body(key="plain", metered_charges={}))
+    raw = raw.replace(
+        '"metered_charges": {}',
+        '"metered_charges": {"m": {"included_quantity": 1e6,'
+        ' "pricing": {"model": "per_unit", "unit_price": "5E-7"}}}',
+    )
+    response = await client.post(
+        "/v1/billing/admin/plans",
+        content=raw,
+        headers={**operator, "content-type": "application/json"},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["metered_charges"]["m"] == {
+        "included_quantity": "1000000",
+        "pricing": {"model": "per_unit", "unit_price": "0.0000005"},
+    }
+
+
 @pytest.mark.parametrize(
     ("fields", "location"),
     [

@@ -8,20 +8,33 @@ import itertools
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
 MAX_PRICE_DECIMALS = 12
 MAX_TIERS = 20
 
+
+def _plain(value: Decimal) -> str:
+    """1E+6 is written 1000000 and 5E-7 0.0000005: the same number, as people read it."""
+    return format(value, "f")
+
+
+# In JSON (responses and stored charges), a decimal string without exponent.
+Plain = PlainSerializer(_plain, return_type=str, when_used="json")
+
 # A price per unit or per package: up to 12 decimals, below a billion.
 UnitPrice = Annotated[
-    Decimal, Field(ge=0, lt=Decimal("1e9"), decimal_places=MAX_PRICE_DECIMALS, max_digits=21)
+    Decimal,
+    Field(ge=0, lt=Decimal("1e9"), decimal_places=MAX_PRICE_DECIMALS, max_digits=21),
+    Plain,
 ]
 # A fixed amount (a tier's flat fee): the plan checks it fits the currency's minor units.
-FixedAmount = Annotated[Decimal, Field(ge=0, lt=Decimal("1e12"), decimal_places=4)]
+FixedAmount = Annotated[Decimal, Field(ge=0, lt=Decimal("1e12"), decimal_places=4), Plain]
 # A quantity of a meter: up to 1e18 with up to 12 decimals (meters may sum fractions).
 Quantity = Annotated[
-    Decimal, Field(ge=0, lt=Decimal("1e18"), decimal_places=MAX_PRICE_DECIMALS, max_digits=30)
+    Decimal,
+    Field(ge=0, lt=Decimal("1e18"), decimal_places=MAX_PRICE_DECIMALS, max_digits=30),
+    Plain,
 ]
 
 
