@@ -7,12 +7,12 @@ import uuid
 import pytest
 import sqlalchemy as sa
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client import REGISTRY
 
 from tollgate_billing.customers.handlers import customer_creator
 from tollgate_billing.events import BillingEvent
 from tollgate_shared.events.envelope import CloudEvent
 from tollgate_shared.events.streams import ensure_stream, stream_for_service
-from tollgate_shared.metrics import EVENTS_CONSUMED
 
 from .conftest import (
     DEADLINE_SECONDS,
@@ -113,9 +113,11 @@ async def test_redeliveries_and_repeats_create_nothing_more(
     await publish_to_keys(nats_client, first)
     await wait_until_consumed(committed_app, [first["id"]])
     [customer] = await customers_of(committed_app, org.org_id)
-    consumer = committed_app.state.settings.organizations_consumer_name
-    duplicates = EVENTS_CONSUMED.labels(consumer, "duplicate")
-    skipped_before = duplicates._value.get()
+    labels = {
+        "consumer": committed_app.state.settings.organizations_consumer_name,
+        "outcome": "duplicate",
+    }
+    skipped_before = REGISTRY.get_sample_value("tollgate_events_consumed_total", labels) or 0
 
     # The same event again (a redelivery), then another event for the same organisation.
     other = organization_created(org.org_id, name="Renamed")
@@ -123,7 +125,8 @@ async def test_redeliveries_and_repeats_create_nothing_more(
     await publish_to_keys(nats_client, other)
     await wait_until_consumed(committed_app, [first["id"], other["id"]])
     # Consumed in stream order: the redelivery was seen (and skipped) before the other event.
-    assert duplicates._value.get() == skipped_before + 1
+    skipped = REGISTRY.get_sample_value("tollgate_events_consumed_total", labels)
+    assert skipped == skipped_before + 1
     assert await customers_of(committed_app, org.org_id) == [customer]
     assert len(await outbox_events_of(committed_app, org.org_id)) == 1
 
