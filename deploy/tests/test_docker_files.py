@@ -32,12 +32,17 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 SERVERS = {
     "keys": ("tollgate-keys", 8101),
     "metering": ("tollgate-metering", 8103),
+    "billing": ("tollgate-billing", 8102),
     "gateway": ("tollgate-gateway", 8080),
     "demo-upstream": ("tollgate-local", 8190),
 }
 # The one-shot migrations: compose service -> workspace package. Each "<service>-migrate" runs
 # before its server "<service>", from the same image.
-ONE_SHOT = {"keys-migrate": "tollgate-keys", "metering-migrate": "tollgate-metering"}
+ONE_SHOT = {
+    "keys-migrate": "tollgate-keys",
+    "metering-migrate": "tollgate-metering",
+    "billing-migrate": "tollgate-billing",
+}
 # Inside a container a server must listen beyond loopback, or nothing can reach it.
 CONTAINER_HOST = "0.0.0.0"  # noqa: S104
 
@@ -272,6 +277,7 @@ def test_no_secret_is_written_in_the_compose_file(services: dict[str, dict[str, 
 def test_processes_get_the_settings_they_read(
     services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from tollgate_billing.config import BillingSettings
     from tollgate_gateway.config import GatewaySettings
     from tollgate_keys.config import KeysSettings
     from tollgate_local.secrets import StackSecrets
@@ -287,6 +293,8 @@ def test_processes_get_the_settings_they_read(
         "keys": KeysSettings,
         "metering-migrate": DatabaseSettings,
         "metering": MeteringSettings,
+        "billing-migrate": DatabaseSettings,
+        "billing": BillingSettings,
         "gateway": GatewaySettings,
     }
     # Every process built from the Dockerfile is checked here.
@@ -327,12 +335,13 @@ def test_processes_get_the_settings_they_read(
     gateway_settings = loaded["gateway"]
     assert isinstance(gateway_settings, GatewaySettings)
     service_urls = gateway_settings.service_urls()
-    assert set(service_urls) == {"keys", "metering"}
+    assert set(service_urls) == {"keys", "metering", "billing"}
     for service_name, url in service_urls.items():
         assert url == f"http://{service_name}:{SERVERS[service_name][1]}", service_name
     gateway = environment_of(services["gateway"])
     assert gateway["TOLLGATE_GATEWAY_KEYS_URL"] == "http://keys:8101"
     assert gateway["TOLLGATE_GATEWAY_METERING_URL"] == "http://metering:8103"
+    assert gateway["TOLLGATE_GATEWAY_BILLING_URL"] == "http://billing:8102"
     routes_mount = next(
         mount
         for mount in services["gateway"]["volumes"]

@@ -45,14 +45,16 @@ SECRET_NAME = "tollgate-secrets"
 CONTAINERS = {
     ("Deployment", "keys"): {"migrate": "keys-migrate", "keys": "keys"},
     ("Deployment", "metering"): {"migrate": "metering-migrate", "metering": "metering"},
+    ("Deployment", "billing"): {"migrate": "billing-migrate", "billing": "billing"},
     ("StatefulSet", "gateway"): {"gateway": "gateway"},
     ("Job", "keys-migrate"): {"migrate": "keys-migrate"},
     ("Job", "metering-migrate"): {"migrate": "metering-migrate"},
+    ("Job", "billing-migrate"): {"migrate": "billing-migrate"},
 }
 # The services behind the gateway, each as compose runs it: a Deployment <name> whose pods
 # migrate first (init container "migrate"), a Service <name>, a PodDisruptionBudget <name>, and
 # the one-shot Job <name>-migrate (compose's <name>-migrate).
-SERVICES = ("keys", "metering")
+SERVICES = ("keys", "metering", "billing")
 # Workloads whose replica count a HorizontalPodAutoscaler of the same name owns -> their kind.
 AUTOSCALED = {"gateway": "StatefulSet", "metering": "Deployment"}
 REQUIRED_INTERPOLATION = re.compile(r"\$\{[A-Z][A-Z0-9_]*:\?[^}]+\}")
@@ -168,6 +170,7 @@ def accepted_variables(settings_class: type[BaseSettings]) -> set[str]:
 
 
 def settings_classes() -> dict[str, type[BaseSettings]]:
+    from tollgate_billing.config import BillingSettings
     from tollgate_gateway.config import GatewaySettings
     from tollgate_keys.config import KeysSettings
     from tollgate_metering.config import MeteringSettings
@@ -178,6 +181,8 @@ def settings_classes() -> dict[str, type[BaseSettings]]:
         "keys": KeysSettings,
         "metering-migrate": DatabaseSettings,
         "metering": MeteringSettings,
+        "billing-migrate": DatabaseSettings,
+        "billing": BillingSettings,
         "gateway": GatewaySettings,
     }
 
@@ -411,6 +416,7 @@ def test_the_gateway_reaches_the_services_and_nats_by_their_service_names(
             assert listening == int(compose[service_name]["build"]["args"]["PORT"]), where
         assert service_urls["keys"] == "http://keys:8101"
         assert service_urls["metering"] == "http://metering:8103"
+        assert service_urls["billing"] == "http://billing:8102"
 
         # NATS is the official Helm chart's client Service, not something deployed here.
         nats = urlsplit(variables["TOLLGATE_NATS_URL"]["value"])
@@ -625,7 +631,7 @@ def test_the_routes_configmap_is_mounted_where_the_gateway_reads_it_and_loads(
         path.write_text(text)
         routes = load_operator_routes(path)
         assert routes, f"{name}: the routes file has no route"
-        # The built-in routes of every service the gateway knows (keys, metering) and the
+        # The built-in routes of every service the gateway knows (keys, metering, billing) and the
         # operator's: no prefix clash.
         builtin = builtin_routes(gateway_settings(objects, monkeypatch).service_urls())
         assert {route.service for route in builtin} == set(SERVICES), name
@@ -658,9 +664,9 @@ def test_no_dev_only_process_and_no_home_made_nats_or_postgres(
         for unwanted in ("demo-upstream", "demo_upstream", "tollgate/local", "postgres:", "nats:2"):
             assert unwanted not in text, f"{name} mentions {unwanted}"
         images = {c["image"] for _, pod in workloads(objects) for c in containers_of(pod)}
-        assert all(re.search(r"tollgate/(keys|metering|gateway):", image) for image in images), (
-            images
-        )
+        assert all(
+            re.search(r"tollgate/(keys|metering|billing|gateway):", image) for image in images
+        ), images
 
     # The example overlay says where NATS and PostgreSQL come from.
     for overlay in OVERLAYS:

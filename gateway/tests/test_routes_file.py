@@ -95,3 +95,22 @@ def test_metering_admin_prefixes_win_over_the_keys_admin_route():
         "any",
         frozenset(),
     )
+
+
+def test_billing_routes_and_its_operator_only_catalog_administration():
+    table = RouteTable(builtin_routes({"keys": "http://keys", "billing": "http://billing"}))
+    plans = table.match("/v1/billing/plans")
+    assert (plans.name, plans.service, plans.credential, plans.roles) == (
+        "billing",
+        "billing",
+        "any",
+        frozenset(),
+    )
+    admin = table.match("/v1/billing/admin/plans/pro")
+    assert (admin.name, admin.service, admin.credential, admin.roles) == (
+        "billing-admin",
+        "billing",
+        "user",
+        frozenset({"super_admin"}),
+    )
+    assert table.match("/v1/billing/adminx").name == "billing"  # whole segments only

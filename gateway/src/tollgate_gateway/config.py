@@ -26,6 +26,7 @@ class GatewaySettings(CommonSettings):
 
     keys_url: str = "http://127.0.0.1:8101"
     metering_url: str = "http://127.0.0.1:8103"
+    billing_url: str = "http://127.0.0.1:8102"
     routes_file: Path | None = Field(None, description="Operator routes (TOML)")
 
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
@@ -72,4 +73,4 @@ class GatewaySettings(CommonSettings):
 
     def service_urls(self) -> dict[str, str]:
         """Where each built-in service answers (grows as services are added)."""
-        return {"keys": self.keys_url, "metering": self.metering_url}
+        return {"keys": self.keys_url, "metering": self.metering_url, "billing": self.billing_url}

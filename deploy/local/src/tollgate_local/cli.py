@@ -23,6 +23,7 @@ Tollgate is running (dev mode). Press Ctrl-C to stop.
   Gateway     {info.gateway_url}    API docs: {info.gateway_url}/docs
   keys        {info.keys_url}
   metering    {info.metering_url}
+  billing     {info.billing_url}
   Demo API    {info.demo_upstream_url}    routed at {info.gateway_url}/api/demo
   PostgreSQL  {database}
   NATS        {info.nats_url} (JetStream)

@@ -13,6 +13,7 @@ from types import TracebackType
 
 import httpx
 
+from tollgate_billing.app import MIGRATIONS_DIR as BILLING_MIGRATIONS
 from tollgate_keys.app import MIGRATIONS_DIR as KEYS_MIGRATIONS
 from tollgate_local.processes import ManagedProcess
 from tollgate_local.secrets import StackSecrets
@@ -29,13 +30,16 @@ class Ports:
     gateway: int
     keys: int
     metering: int
+    billing: int
     demo_upstream: int
     nats: int
 
     @classmethod
     def dev(cls) -> "Ports":
         """The documented defaults (ARCHITECTURE.md); embedded NATS avoids 4222."""
-        return cls(gateway=8080, keys=8101, metering=8103, demo_upstream=8190, nats=14222)
+        return cls(
+            gateway=8080, keys=8101, metering=8103, billing=8102, demo_upstream=8190, nats=14222
+        )
 
     @classmethod
     def free(cls) -> "Ports":
@@ -43,6 +47,7 @@ class Ports:
             gateway=free_port(),
             keys=free_port(),
             metering=free_port(),
+            billing=free_port(),
             demo_upstream=free_port(),
             nats=free_port(),
         )
@@ -61,6 +66,7 @@ class StackInfo:
     gateway_url: str
     keys_url: str
     metering_url: str
+    billing_url: str
     demo_upstream_url: str
     database: str
     nats_url: str
@@ -121,6 +127,7 @@ class Stack:
         nats_url = self._nats_server()
         upgrade(migrations_dir=KEYS_MIGRATIONS, database_url=database_url, schema="keys")
         upgrade(migrations_dir=METERING_MIGRATIONS, database_url=database_url, schema="metering")
+        upgrade(migrations_dir=BILLING_MIGRATIONS, database_url=database_url, schema="billing")
 
         common = {
             "TOLLGATE_ENV": "dev",
@@ -131,6 +138,7 @@ class Stack:
         }
         keys_url = f"http://127.0.0.1:{self.ports.keys}"
         metering_url = f"http://127.0.0.1:{self.ports.metering}"
+        billing_url = f"http://127.0.0.1:{self.ports.billing}"
         demo_url = f"http://127.0.0.1:{self.ports.demo_upstream}"
         gateway_url = f"http://127.0.0.1:{self.ports.gateway}"
         routes_file = self._routes_file(demo_url)
@@ -155,6 +163,13 @@ class Stack:
                 env=common,
                 log_dir=log_dir,
             ),
+            "billing": ManagedProcess(
+                name="billing",
+                module="tollgate_billing.cli",
+                args=["serve", "--port", str(self.ports.billing)],
+                env=common,
+                log_dir=log_dir,
+            ),
             "demo-upstream": ManagedProcess(
                 name="demo-upstream",
                 module="tollgate_local.demo_upstream",
@@ -172,6 +187,7 @@ class Stack:
                     "TOLLGATE_GATEWAY_USER_TOKEN_PUBLIC_KEY": stack_secrets.user_token_public_key,
                     "TOLLGATE_GATEWAY_KEYS_URL": keys_url,
                     "TOLLGATE_GATEWAY_METERING_URL": metering_url,
+                    "TOLLGATE_GATEWAY_BILLING_URL": billing_url,
                     "TOLLGATE_GATEWAY_ROUTES_FILE": str(routes_file),
                     # Usage events not yet in JetStream are kept across restarts with the state.
                     "TOLLGATE_GATEWAY_USAGE_SPOOL_DIR": str(self.state_dir / "usage-spool"),
@@ -183,12 +199,14 @@ class Stack:
             process.start()
         self.processes["keys"].wait_until_ready(keys_url + "/readyz")
         self.processes["metering"].wait_until_ready(metering_url + "/readyz")
+        self.processes["billing"].wait_until_ready(billing_url + "/readyz")
         self.processes["demo-upstream"].wait_until_ready(demo_url + "/healthz")
         self.processes["gateway"].wait_until_ready(gateway_url + "/readyz")
         return StackInfo(
             gateway_url=gateway_url,
             keys_url=keys_url,
             metering_url=metering_url,
+            billing_url=billing_url,
             demo_upstream_url=demo_url,
             database="external" if self.external_database_url else "embedded",
             nats_url=nats_url,
@@ -200,7 +218,7 @@ class Stack:
 
     def stop(self) -> None:
         """Gateway first (no new traffic), then services, then NATS and PostgreSQL."""
-        for name in ("gateway", "demo-upstream", "metering", "keys"):
+        for name in ("gateway", "demo-upstream", "billing", "metering", "keys"):
             if name in self.processes:
                 self.processes[name].stop()
         if self._nats is not None:

@@ -64,6 +64,9 @@ _BUILTIN = [
     ("usage", "/v1/usage", "metering", "any", ()),
     ("analytics", "/v1/analytics", "metering", "any", ()),
     ("entitlements", "/v1/entitlements", "metering", "any", ()),
+    ("billing", "/v1/billing", "billing", "any", ()),
+    # Longer than /v1/billing: the plan catalog's administration is the platform operator's.
+    ("billing-admin", "/v1/billing/admin", "billing", "user", ("super_admin",)),
 ]
 
 
