@@ -58,8 +58,8 @@ async def record_gateway_usage(session: AsyncSession, event: CloudEvent) -> None
 
 
 async def record_gateway_usage_batch(session: AsyncSession, events: Sequence[CloudEvent]) -> None:
-    """Store a batch of new usage events: one bulk insert per organisation in the batch, through
-    the same insert as the API, so both paths dedupe on (org, id) the same way."""
+    """Store a batch of new usage events, every organisation's in one bulk insert, through the
+    same insert as the API, so both paths dedupe on (org, id) the same way."""
     by_org: defaultdict[uuid.UUID, list[NewEvent]] = defaultdict(list)
     without_org = 0
     for event in events:
@@ -69,9 +69,7 @@ async def record_gateway_usage_batch(session: AsyncSession, events: Sequence[Clo
             continue
         org_id = uuid.UUID(event.orgid)
         by_org[org_id].append(_api_request(org_id, event))
-    repository = UsageEventRepository(session)
-    for org_id in sorted(by_org):  # one lock order for every batch
-        await repository.insert_new(org_id=org_id, source="gateway", events=by_org[org_id])
+    await UsageEventRepository(session).insert_new_of_organizations(source="gateway", events=by_org)
     if without_org:
         USAGE_EVENTS_SKIPPED.labels("no_organization").inc(without_org)
 
