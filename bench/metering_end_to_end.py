@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -715,7 +714,10 @@ async def query_latencies(
                 latencies.milliseconds.append(elapsed)
         latencies.note = f"{len(response.json()['data'])} rows answered"
         results.append(latencies)
-        progress(f"query {kind.name}: p50 {statistics.median(latencies.milliseconds):.1f} ms")
+        progress(
+            f"query {kind.name}: p50 {percentile(latencies.milliseconds, 0.5):.1f} ms,"
+            f" p99 {percentile(latencies.milliseconds, 0.99):.1f} ms"
+        )
     return results
 
 
@@ -755,6 +757,8 @@ async def run(
             )
             nats_rate = await nats_ingestion(js, database_url, orgs, events=arguments.events)
             rates = [jetstream, copy, http_rate, nats_rate]
+            for rate in rates:
+                progress(f"{rate.name}: {rate.per_second:,.0f} events/s")
 
             progress("latency: HTTP")
             rng = random.Random(3)
@@ -797,6 +801,9 @@ async def run(
             async def nats_probe(_number: int) -> None:
                 await publish_all(js, USAGE_RECORDED, [gateway_event(probe_org, datetime.now(UTC))])
 
+            progress(
+                f"{latencies[-1].name}: p99 {percentile(latencies[-1].milliseconds, 0.99):.1f} ms"
+            )
             latencies.append(
                 await latency_run(
                     "NATS: publish to USAGE -> GET usage",

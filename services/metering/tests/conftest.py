@@ -28,6 +28,15 @@ TABLES = {
     "usage_events": "source = 'api'",
     "usage_rollups": "meter_key <> 'api_requests'",
     "usage_distinct_values": "true",
+    "organizations": "false",
+    "entitlement_overrides": "true",
+    "entitlement_states": "meter_key <> 'api_requests'",
+    "threshold_crossings": "meter_key <> 'api_requests'",
+    "usage_changes": "meter_key <> 'api_requests'",
+    "usage_rollups_hour": "meter_key <> 'api_requests'",
+    "usage_rollups_day": "meter_key <> 'api_requests'",
+    "usage_distinct_values_hour": "true",
+    "usage_distinct_values_day": "true",
 }
 
 

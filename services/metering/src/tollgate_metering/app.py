@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from tollgate_metering.analytics.endpoints import router as analytics_router
 from tollgate_metering.config import SERVICE, MeteringSettings
-from tollgate_metering.gateway_usage.handlers import gateway_usage_consumer
+from tollgate_metering.gateway_usage.handlers import UsageConsumers
 from tollgate_metering.ingestion.endpoints import router as events_router
 from tollgate_metering.meters.endpoints import router as meters_router
 from tollgate_metering.retention import forget_expired_forever
@@ -28,11 +28,12 @@ def create_app(settings: MeteringSettings | None = None) -> FastAPI:
         await ensure_stream(runtime.js, usage_stream())
 
     def background(runtime: ServiceRuntime) -> list[Coroutine[Any, Any, None]]:
-        consumer = gateway_usage_consumer(
+        consumer = UsageConsumers(
             js=runtime.js,
             sessionmaker=runtime.sessionmaker,
             name=settings.usage_consumer_name,
             batch_size=settings.usage_batch_size,
+            tasks=settings.usage_consumer_tasks,
         )
         return [
             consumer.run(),

@@ -144,23 +144,21 @@ class UsageRepository:
         if subjects:
             conditions.append("subject = ANY(CAST(:subjects AS text[]))")
             parameters["subjects"] = list(subjects)
-        moments = ARRAY(sa.DateTime(timezone=True))
         spans = plan_spans(list(boundaries) if boundaries is not None else [time_from, time_to])
-        branches, bindings = [], []
+        branches = []
         for suffix, found in spans.items():
             if not found:
                 continue
-            starts, ends = f"starts{suffix}", f"ends{suffix}"
-            bindings += [
-                sa.bindparam(starts, [start for start, _ in found], type_=moments),
-                sa.bindparam(ends, [end for _, end in found], type_=moments),
-            ]
-            # One index range scan per span; every value the caller sent is a parameter.
+            # Each span a range condition of its own (not a join with an array of spans): the
+            # planner then sees every range and reads each with an index range scan.
+            ranges = []
+            for number, (start, end) in enumerate(found):
+                name = f"span{suffix}_{number}"
+                parameters[f"{name}_start"], parameters[f"{name}_end"] = start, end
+                ranges.append(f"(bucket_start >= :{name}_start AND bucket_start < :{name}_end)")
             branches.append(
-                f"SELECT rollup.* FROM unnest(:{starts}, :{ends}) AS span (starts, ends)"  # noqa: S608
-                f" JOIN metering.{table}{suffix} AS rollup"
-                " ON bucket_start >= span.starts AND bucket_start < span.ends"
-                f" WHERE {' AND '.join(conditions)}"
+                f"SELECT * FROM metering.{table}{suffix}"  # noqa: S608
+                f" WHERE {' AND '.join(conditions)} AND ({' OR '.join(ranges)})"
             )
         positions = ", ".join(str(number) for number in range(1, len(dimensions) + 1))
         # Only fixed fragments are formatted in; every value the caller sent is a parameter.
@@ -168,8 +166,9 @@ class UsageRepository:
             f"SELECT {', '.join(dimensions)}, {_VALUE[aggregation]}"  # noqa: S608
             f" FROM ({' UNION ALL '.join(branches)}) AS rollup"
             f" GROUP BY {positions} ORDER BY {positions}"
-        ).bindparams(*bindings)
+        )
         if boundaries is not None:
+            moments = ARRAY(sa.DateTime(timezone=True))
             query = query.bindparams(sa.bindparam("boundaries", list(boundaries), type_=moments))
         result = await self.session.execute(query, parameters)
         return [
