@@ -29,6 +29,17 @@ _VALUE = {
 }
 
 
+# The value columns each aggregation reads (the branches read only what the query uses).
+_VALUE_COLUMNS = {
+    Aggregation.COUNT: ["event_count"],
+    Aggregation.SUM: ["value_sum"],
+    Aggregation.MIN: ["value_min"],
+    Aggregation.MAX: ["value_max"],
+    Aggregation.LATEST: ["latest_value", "latest_time", "latest_event_id"],
+    Aggregation.UNIQUE_COUNT: ["value"],
+}
+
+
 @dataclass(frozen=True)
 class UsageRow:
     window_index: int | None
@@ -144,6 +155,13 @@ class UsageRepository:
         if subjects:
             conditions.append("subject = ANY(CAST(:subjects AS text[]))")
             parameters["subjects"] = list(subjects)
+        columns = [
+            "bucket_start",
+            "meter_key",
+            "subject",
+            "group_key",
+            *_VALUE_COLUMNS[aggregation],
+        ]
         spans = plan_spans(list(boundaries) if boundaries is not None else [time_from, time_to])
         branches = []
         for suffix, found in spans.items():
@@ -157,7 +175,7 @@ class UsageRepository:
                 parameters[f"{name}_start"], parameters[f"{name}_end"] = start, end
                 ranges.append(f"(bucket_start >= :{name}_start AND bucket_start < :{name}_end)")
             branches.append(
-                f"SELECT * FROM metering.{table}{suffix}"  # noqa: S608
+                f"SELECT {', '.join(columns)} FROM metering.{table}{suffix}"  # noqa: S608
                 f" WHERE {' AND '.join(conditions)} AND ({' OR '.join(ranges)})"
             )
         positions = ", ".join(str(number) for number in range(1, len(dimensions) + 1))
