@@ -155,13 +155,9 @@ class UsageRepository:
         if subjects:
             conditions.append("subject = ANY(CAST(:subjects AS text[]))")
             parameters["subjects"] = list(subjects)
-        columns = [
-            "bucket_start",
-            "meter_key",
-            "subject",
-            "group_key",
-            *_VALUE_COLUMNS[aggregation],
-        ]
+        columns = ["bucket_start", "meter_key", "subject", *_VALUE_COLUMNS[aggregation]]
+        if group_by:
+            columns.append("group_key")
         spans = plan_spans(list(boundaries) if boundaries is not None else [time_from, time_to])
         branches = []
         for suffix, found in spans.items():
