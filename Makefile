@@ -9,7 +9,7 @@ SOURCES := shared/src gateway/src services/keys/src services/metering/src servic
 	deploy/local/src
 
 .PHONY: dev test e2e lint fmt bootstrap bench-gateway bench-limits bench-limiter \
-	bench-metering-consumer
+	bench-metering-consumer bench-metering
 
 bootstrap:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
@@ -69,3 +69,11 @@ bench-limiter: bootstrap
 ## TOLLGATE_NATS_URL, else embedded servers. Options: BENCH_ARGS="--help".
 bench-metering-consumer: bootstrap
 	$(UV) run python bench/metering_usage_consumer.py $(BENCH_ARGS)
+
+## Metering end to end in one run: raw ceilings (JetStream publish+consume, PostgreSQL COPY),
+## durable ingestion through HTTP batches and the USAGE stream into a real metering process
+## (each checked stored once), event-to-queryable latency, and usage query latency over a seeded
+## history of 100 million events' worth of rollups (docs/performance.md; 10-15 minutes).
+## Options: BENCH_ARGS="--quick" for a smoke run, BENCH_ARGS="--help" for the rest.
+bench-metering: bootstrap
+	$(UV) run python bench/metering_end_to_end.py $(BENCH_ARGS)

@@ -34,6 +34,10 @@ TABLES = {
     "entitlement_states": "meter_key <> 'api_requests'",
     "threshold_crossings": "meter_key <> 'api_requests'",
     "usage_changes": "meter_key <> 'api_requests'",
+    "usage_rollups_hour": "meter_key <> 'api_requests'",
+    "usage_rollups_day": "meter_key <> 'api_requests'",
+    "usage_distinct_values_hour": "true",
+    "usage_distinct_values_day": "true",
 }
 
 

@@ -87,8 +87,10 @@ def expected_windows(events, aggregation, *, start, end, window, zone, key):
         local = datetime.fromisoformat(event["time"]).astimezone(zone)
         if window == "hour":
             local = local.replace(minute=0, second=0, microsecond=0)
-        else:
+        elif window == "day":
             local = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        else:
+            local = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         window_start = max(local.astimezone(UTC), start)
         groups.setdefault((window_start, *key(event)), []).append(event)
     return {group: expected_value(aggregation, members) for group, members in groups.items()}
@@ -123,6 +125,16 @@ async def test_rollup_answers_equal_the_raw_events(client, acme, db, aggregation
     end = now + timedelta(minutes=10)
     queries = [
         ("hour", "UTC", {}, [], lambda event: ()),
+        # UTC days and months: whole days come from the day rollups, the edges from hours and
+        # minutes (ADR 0014).
+        (
+            "day",
+            "UTC",
+            {"group_by": ["model", "region"]},
+            ["model", "region"],
+            lambda e: (e["data"]["model"], e["data"].get("region")),
+        ),
+        ("month", "UTC", {"subject": ["c3"]}, ["subject"], lambda e: (e["subject"],)),
         (
             "day",
             "Asia/Kolkata",
@@ -157,6 +169,10 @@ async def test_rollup_answers_equal_the_raw_events(client, acme, db, aggregation
             found.append(response.json())
         return found
 
+    # The hour and day rollups hold exactly what their minutes hold.
+    await assert_coarser_rollups_match_minutes(
+        db, acme.org_id, unique=aggregation == "UNIQUE_COUNT"
+    )
     before = await answers()
     for body, (window, tz, extra, names, key) in zip(before, queries, strict=True):
         chosen = [e for e in events if e["subject"] in extra.get("subject", SUBJECTS)]
@@ -171,3 +187,44 @@ async def test_rollup_answers_equal_the_raw_events(client, acme, db, aggregation
             sa.text("DELETE FROM metering.usage_events WHERE org_id = :org"), {"org": acme.org_id}
         )
     assert await answers() == before
+
+
+COARSER = {
+    "usage_rollups": """
+        SELECT org_id, meter_key, date_trunc('{unit}', bucket_start AT TIME ZONE 'UTC'),
+               subject, group_key, sum(event_count), sum(value_sum), min(value_min),
+               max(value_max), max(latest_time),
+               (array_agg(latest_event_id ORDER BY latest_time DESC, latest_event_id DESC))[1],
+               (array_agg(latest_value ORDER BY latest_time DESC, latest_event_id DESC))[1]
+        FROM metering.usage_rollups WHERE org_id = :org GROUP BY 1, 2, 3, 4, 5
+    """,
+    "usage_distinct_values": """
+        SELECT DISTINCT org_id, meter_key, date_trunc('{unit}', bucket_start AT TIME ZONE 'UTC'),
+               subject, group_key, value
+        FROM metering.usage_distinct_values WHERE org_id = :org
+    """,
+}
+
+
+async def assert_coarser_rollups_match_minutes(db, org_id, *, unique: bool) -> None:
+    async with db() as session:
+        for table, from_minutes in COARSER.items():
+            for unit in ("hour", "day"):
+                stored = f"""
+                    SELECT org_id, meter_key, bucket_start AT TIME ZONE 'UTC', subject,
+                           group_key, {
+                    "value"
+                    if "distinct" in table
+                    else "event_count, value_sum, value_min, value_max, latest_time,"
+                    " latest_event_id, latest_value"
+                }
+                    FROM metering.{table}_{unit} WHERE org_id = :org
+                """  # noqa: S608 (fixed names only)
+                rows = (await session.execute(sa.text(stored), {"org": org_id})).all()
+                expected = (
+                    await session.execute(sa.text(from_minutes.format(unit=unit)), {"org": org_id})
+                ).all()
+                assert sorted(map(tuple, rows), key=repr) == sorted(
+                    map(tuple, expected), key=repr
+                ), f"{table}_{unit}"
+                assert rows or (table == "usage_rollups") == unique, f"{table}_{unit} is empty"

@@ -36,6 +36,10 @@ def wait_for_port(host: str, port: int, *, timeout: float = 15.0) -> None:
 class EmbeddedPostgres:
     """A PostgreSQL server whose data lives in data_dir; survives restarts of the launcher."""
 
+    # PostgreSQL's default of 100 is too few for a whole stack (every service's pool, consumers
+    # and outbox listener), let alone the test suite's parallel workers sharing one server.
+    MAX_CONNECTIONS = 500
+
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self._server: Any = None
@@ -46,8 +50,30 @@ class EmbeddedPostgres:
         import pgserver  # optional dependency: only needed when no external server is used
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
+        self._server = self._get_server(pgserver)
+        if self._max_connections() < self.MAX_CONNECTIONS:
+            # Read only at server start: set it, then restart once (a new data directory only).
+            self._server.psql(f"ALTER SYSTEM SET max_connections = {self.MAX_CONNECTIONS};")
+            self._server.cleanup()
+            self._server = self._get_server(pgserver)
         return str(self._server.get_uri())
+
+    def _get_server(self, pgserver: Any) -> Any:
+        """pgserver's initdb or pg_ctl start has failed now and then on a loaded CI machine,
+        leaving no log: one more attempt, with what the failed command printed on stderr."""
+        try:
+            return pgserver.get_server(self.data_dir, cleanup_mode="stop")
+        except subprocess.CalledProcessError as error:
+            print(
+                f"embedded PostgreSQL did not start ({error}): {error.stderr!r}; trying once more",
+                file=sys.stderr,
+            )
+            time.sleep(1)
+            return pgserver.get_server(self.data_dir, cleanup_mode="stop")
+
+    def _max_connections(self) -> int:
+        shown = self._server.psql("SHOW max_connections;")
+        return int(re.findall(r"^\s*(\d+)\s*$", shown, re.MULTILINE)[0])
 
     def create_database(self, name: str) -> str:
         assert self._server is not None, "start() first"

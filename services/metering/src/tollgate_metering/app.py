@@ -12,7 +12,7 @@ from tollgate_metering.config import SERVICE, MeteringSettings
 from tollgate_metering.entitlements.catalog import PlanCatalog
 from tollgate_metering.entitlements.endpoints import router as entitlements_router
 from tollgate_metering.entitlements.evaluator import evaluate_changes_forever
-from tollgate_metering.gateway_usage.handlers import gateway_usage_consumer
+from tollgate_metering.gateway_usage.handlers import UsageConsumers
 from tollgate_metering.ingestion.endpoints import router as events_router
 from tollgate_metering.meters.endpoints import router as meters_router
 from tollgate_metering.organizations.handlers import organizations_consumer
@@ -34,11 +34,12 @@ def create_app(settings: MeteringSettings | None = None) -> FastAPI:
         await ensure_stream(runtime.js, stream_for_service("keys"))
 
     def background(runtime: ServiceRuntime) -> list[Coroutine[Any, Any, None]]:
-        consumer = gateway_usage_consumer(
+        consumer = UsageConsumers(
             js=runtime.js,
             sessionmaker=runtime.sessionmaker,
             name=settings.usage_consumer_name,
             batch_size=settings.usage_batch_size,
+            tasks=settings.usage_consumer_tasks,
         )
         return [
             consumer.run(),

@@ -30,6 +30,10 @@ class MeteringSettings(ServiceSettings):
     # Usage events fetched and stored per transaction (then acked). At most 1,000: JetStream
     # hands a consumer at most 1,000 unacknowledged messages by default (max_ack_pending).
     usage_batch_size: int = Field(500, ge=1, le=1000)
+    # Copies of the usage consumer per process, sharing the durable consumer: one stores a batch
+    # while another waits on PostgreSQL. The durable consumer's max_ack_pending is raised to
+    # tasks x batch size at start (ADR 0014).
+    usage_consumer_tasks: int = Field(2, ge=1, le=16)
 
     # Each plan tier's entitlements per meter: {"free": {"api_requests": {"limit": 100000,
     # "mode": "hard", "grace_percent": 0}}, ...}. Billing will publish them with its plans.

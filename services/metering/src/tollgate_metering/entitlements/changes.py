@@ -17,6 +17,13 @@ _MARK = sa.text(
     " SELECT :org_id, unnest(CAST(:meter_keys AS text[]))"
 )
 
+# The (org, meter) pairs of the events an insert just stored: rollups/repository.py stages them
+# in the transaction's temporary table measured_usage_events.
+_MARK_MEASURED = sa.text(
+    "INSERT INTO metering.usage_changes (org_id, meter_key)"
+    " SELECT DISTINCT org_id, meter_key FROM measured_usage_events"
+)
+
 # Every meter that can carry an entitlement of the organisation, after its plan changed.
 _MARK_ALL = sa.text(
     """
@@ -43,6 +50,10 @@ async def mark_changed(
 ) -> None:
     if meter_keys:
         await session.execute(_MARK, {"org_id": org_id, "meter_keys": sorted(meter_keys)})
+
+
+async def mark_measured(session: AsyncSession) -> None:
+    await session.execute(_MARK_MEASURED)
 
 
 async def mark_plan_changed(session: AsyncSession, *, org_id: uuid.UUID) -> None:

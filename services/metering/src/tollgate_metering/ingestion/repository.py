@@ -1,26 +1,46 @@
 """Every query on stored usage events."""
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from tollgate_metering.entitlements.changes import mark_changed
+from tollgate_metering.entitlements.changes import mark_measured
 from tollgate_metering.ingestion.cursor import EventCursor
 from tollgate_metering.ingestion.models import UsageEvent
 from tollgate_metering.ingestion.schemas import EventFilters, NewEvent, Source
-from tollgate_metering.rollups.repository import RollupRepository, StoredEvent
+from tollgate_metering.rollups.repository import (
+    BUILT_IN_METER_PARAMETERS,
+    MEASURE_STORED,
+    STAGING_TABLES,
+    RollupRepository,
+)
+
+_COPY_INCOMING = "COPY incoming_usage_events (org_id, id, type, subject, time, data) FROM STDIN"
 
 
-def _array(
-    name: str, values: Sequence[Any], item_type: sa.types.TypeEngine[Any]
-) -> sa.BindParameter[Any]:
-    return sa.bindparam(name, values, type_=ARRAY(item_type))
+# The staged events go in with one statement that also stages what the rollups need: only the
+# rows ON CONFLICT DO NOTHING actually inserted reach `stored`, hence the rollups.
+_STORE = """
+WITH stored AS (
+    INSERT INTO metering.usage_events AS event
+        (org_id, id, type, subject, time, data, received_at, source)
+    SELECT org_id, id, type, subject, time, data, now(), :source
+    FROM incoming_usage_events
+    -- Key order: overlapping batches lock their rows in the same order.
+    ORDER BY org_id, id
+    ON CONFLICT DO NOTHING
+    RETURNING event.org_id, event.id, event.type, event.subject, event.time, event.data
+),
+"""
+_COUNT = """
+SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM measured WHERE has_distinct)
+"""
+_STORE_STAGED = sa.text(_STORE + MEASURE_STORED + _COUNT)
 
 
 class UsageEventRepository:
@@ -31,62 +51,47 @@ class UsageEventRepository:
         self, *, org_id: uuid.UUID, source: Source, events: Sequence[NewEvent]
     ) -> int:
         """Store the events whose id the organisation has not used yet, and add exactly those
+        to the rollups; returns how many."""
+        return await self.insert_new_of_organizations(source=source, events={org_id: events})
+
+    async def insert_new_of_organizations(
+        self, *, source: Source, events: Mapping[uuid.UUID, Sequence[NewEvent]]
+    ) -> int:
+        """Store the events whose id their organisation has not used yet, and add exactly those
         to the rollups; returns how many.
 
-        One statement for the whole batch (INSERT ... SELECT FROM unnest(arrays)). ON CONFLICT
-        DO NOTHING makes the id check and the write one atomic step: a concurrent request with
-        the same id waits for this transaction and then skips the row, and if this transaction
-        rolls back nothing remembers the ids. Its RETURNING rows, and only they, go into the
-        rollups in the same transaction, so a duplicate adds nothing there either, and their
-        meters are marked for the entitlement evaluator.
+        The events are copied (COPY, the cheapest way in) into a temporary table of the
+        transaction, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING stores them. ON
+        CONFLICT makes the id check and the write one atomic step: a concurrent request with the
+        same id waits for this transaction and then skips the row, and if this transaction rolls
+        back nothing remembers the ids. The rows it returns, and only they, go into the rollups
+        in the same transaction, so a duplicate adds nothing there either, and their meters are
+        marked for the entitlement evaluator.
         """
-        if not events:
+        if not any(events.values()):
             return 0
-        rows = (
-            sa.func.unnest(
-                _array("ids", [event.id for event in events], sa.Text()),
-                _array("types", [event.type for event in events], sa.Text()),
-                _array("subjects", [event.subject for event in events], sa.Text()),
-                _array("times", [event.time for event in events], sa.DateTime(timezone=True)),
-                # Sent as text and cast by PostgreSQL: psycopg has no jsonb[] adapter for strings.
-                sa.cast(
-                    _array("data", [event.data_json for event in events], sa.Text()), ARRAY(JSONB)
-                ),
+        connection = await self.session.connection()
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        await driver.execute(STAGING_TABLES)
+        async with driver.cursor() as cursor, cursor.copy(_COPY_INCOMING) as copy:
+            for org_id, org_events in events.items():
+                for event in org_events:
+                    await copy.write_row(
+                        (org_id, event.id, event.type, event.subject, event.time, event.data_json)
+                    )
+        stored, distinct = (
+            await self.session.execute(
+                _STORE_STAGED, {"source": source, **BUILT_IN_METER_PARAMETERS}
             )
-            .table_valued("id", "type", "subject", "time", "data")
-            .render_derived(name="incoming")
-        )
-        statement = (
-            insert(UsageEvent)
-            .from_select(
-                ["org_id", "id", "type", "subject", "time", "data", "received_at", "source"],
-                sa.select(
-                    sa.literal(org_id, sa.Uuid()),
-                    rows.c.id,
-                    rows.c.type,
-                    rows.c.subject,
-                    rows.c.time,
-                    rows.c.data,
-                    sa.func.now(),
-                    sa.literal(source, sa.Text()),
-                )
-                # Id order: overlapping batches lock their rows in the same order.
-                .order_by(rows.c.id),
+        ).one()
+        if stored:
+            await RollupRepository(self.session).add_measured_events(
+                with_distinct_values=distinct > 0
             )
-            .on_conflict_do_nothing()
-            .returning(
-                col(UsageEvent.id),
-                col(UsageEvent.type),
-                col(UsageEvent.subject),
-                col(UsageEvent.time),
-                sa.cast(col(UsageEvent.data), sa.Text()),
-            )
-        )
-        stored = [StoredEvent(*row) for row in (await self.session.execute(statement)).all()]
-        await RollupRepository(self.session).add_stored_events(org_id=org_id, events=stored)
-        # The entitlements of these meters are evaluated again once this commits.
-        await mark_changed(self.session, org_id=org_id, meter_keys={event.type for event in stored})
-        return len(stored)
+            # The entitlements of these meters are evaluated again once this commits.
+            await mark_measured(self.session)
+        return int(stored)
 
     async def list_page(
         self,

@@ -1,58 +1,80 @@
-"""Rollups: per-minute aggregates of stored events, kept in the transaction that stores them.
+"""Rollups: per-minute, per-hour and per-day aggregates of stored events, kept in the
+transaction that stores them.
 
-Tables (migration 0002): `usage_rollups` holds, per (org, meter, minute bucket in UTC, subject,
-group_key), the event count, sum, min, max and the latest value; `usage_distinct_values` holds
-the distinct values of UNIQUE_COUNT meters per the same key, counted at query time (distinct
-counts cannot be added up). group_key is a jsonb object of the meter's group_by properties as
-they were when the event was stored, a missing property being null (ADR 0012).
+Tables: `usage_rollups` (migration 0002) holds, per (org, meter, minute bucket in UTC, subject,
+group_key), the event count, sum, min, max and the latest value; `usage_rollups_hour` and
+`usage_rollups_day` (migration 0004) hold the same per UTC hour and day, so long queries read
+few rows (ADR 0014). `usage_distinct_values[_hour|_day]` hold the distinct values of UNIQUE_COUNT
+meters per the same keys, counted at query time (distinct counts cannot be added up). group_key
+is a jsonb object of the meter's group_by properties as they were when the event was stored, a
+missing property being null (ADR 0012).
+
+The ingestion stages the events it stored, joined with their meters, in the temporary table
+`measured_usage_events` (one row per event and meter: MEASURE_STORED below); the statements here
+add those rows to every table, coarser ones included, so all of them move in one transaction.
 """
 
 import json
-import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate_metering.meters.built_in import BUILT_IN_METERS
 
+# Per transaction scratch space of the connection: temporary tables, emptied at every commit
+# (and here, in case an earlier insert of the same transaction left rows). Created when missing,
+# every time, so a connection handed over by a pooler in transaction mode works too.
+STAGING_TABLES = """
+SET LOCAL client_min_messages = warning;
+CREATE TEMPORARY TABLE IF NOT EXISTS incoming_usage_events (
+    org_id uuid NOT NULL,
+    id text COLLATE "C" NOT NULL,
+    type text NOT NULL,
+    subject text NOT NULL,
+    time timestamptz NOT NULL,
+    data jsonb NOT NULL
+) ON COMMIT DELETE ROWS;
+CREATE TEMPORARY TABLE IF NOT EXISTS measured_usage_events (
+    org_id uuid NOT NULL,
+    meter_key text NOT NULL,
+    bucket_start timestamptz NOT NULL,
+    subject text NOT NULL,
+    group_key jsonb NOT NULL,
+    event_id text COLLATE "C" NOT NULL,
+    time timestamptz NOT NULL,
+    value numeric,
+    distinct_value jsonb
+) ON COMMIT DELETE ROWS;
+DELETE FROM incoming_usage_events;
+DELETE FROM measured_usage_events;
+"""
 
-@dataclass(frozen=True)
-class StoredEvent:
-    """An event the insert actually stored (its RETURNING row), data as jsonb text."""
-
-    id: str
-    type: str
-    subject: str
-    time: datetime
-    data_json: str
-
-
-# The stored events joined with their meters (the organisation's and the built-in ones), one row
-# per (event, meter). The value is read from the jsonb text as numeric: exact, never a float.
-_MEASURED = """
-WITH stored AS (
-    SELECT * FROM unnest(
-        CAST(:ids AS text[]), CAST(:types AS text[]), CAST(:subjects AS text[]),
-        CAST(:times AS timestamptz[]), CAST(:data AS jsonb[])
-    ) AS stored (id, type, subject, time, data)
-),
+# Follows a CTE `stored` (the rows an insert into usage_events just stored: org_id, id, type,
+# subject, time, data) and joins them with their meters, the organisation's and the built-in
+# ones. The value is read from the jsonb as numeric: exact, never a float. Ends with the CTE
+# `measured`, one row per staged (event, meter), has_distinct telling UNIQUE_COUNT ones.
+MEASURE_STORED = """
 meters AS (
-    SELECT key::text, aggregation::text, value_property::text, to_jsonb(group_by) AS group_by
+    SELECT org_id, key::text, aggregation::text, value_property::text,
+           to_jsonb(group_by) AS group_by
     FROM metering.meters
-    WHERE org_id = :org_id AND key = ANY(CAST(:types AS text[]))
+    WHERE org_id IN (SELECT DISTINCT org_id FROM stored)
+      AND key IN (SELECT DISTINCT type FROM stored)
     UNION ALL
-    SELECT * FROM unnest(
+    SELECT org.org_id, built_in.*
+    FROM (SELECT DISTINCT org_id FROM stored) AS org
+    CROSS JOIN unnest(
         CAST(:built_in_keys AS text[]), CAST(:built_in_aggregations AS text[]),
         CAST(:built_in_value_properties AS text[]), CAST(:built_in_group_bys AS jsonb[])
-    )
+    ) AS built_in
 ),
 measured AS (
+    INSERT INTO measured_usage_events
     SELECT
-        meters.key AS meter_key,
-        date_trunc('minute', stored.time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS bucket_start,
+        stored.org_id,
+        meters.key,
+        date_trunc('minute', stored.time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
         stored.subject,
         (
             SELECT coalesce(
@@ -60,34 +82,60 @@ measured AS (
                 '{}'::jsonb
             )
             FROM jsonb_array_elements_text(meters.group_by) AS property
-        ) AS group_key,
-        stored.id COLLATE "C" AS event_id,
+        ),
+        stored.id,
         stored.time,
         CASE WHEN meters.aggregation IN ('SUM', 'MIN', 'MAX', 'LATEST')
-            THEN (stored.data ->> meters.value_property)::numeric END AS value,
+            THEN (stored.data ->> meters.value_property)::numeric END,
         CASE WHEN meters.aggregation = 'UNIQUE_COUNT'
-            THEN stored.data -> meters.value_property END AS distinct_value
-    FROM stored JOIN meters ON meters.key = stored.type
+            THEN stored.data -> meters.value_property END
+    FROM stored
+    JOIN meters ON meters.org_id = stored.org_id AND meters.key = stored.type
+    RETURNING distinct_value IS NOT NULL AS has_distinct
 )
 """
 
-# Rows go in primary-key order, so two transactions adding to the same rollups lock them in
-# the same order and cannot deadlock. LATEST keeps the value of the greatest (time, id).
-_ADD_TO_ROLLUPS = sa.text(
-    _MEASURED
-    + """
-INSERT INTO metering.usage_rollups AS rollup (
+# Built-in meters are defined in code, not stored: the statements get them as parameters.
+BUILT_IN_METER_PARAMETERS = {
+    "built_in_keys": [meter.key for meter in BUILT_IN_METERS.values()],
+    "built_in_aggregations": [meter.aggregation.value for meter in BUILT_IN_METERS.values()],
+    "built_in_value_properties": [meter.value_property for meter in BUILT_IN_METERS.values()],
+    "built_in_group_bys": [json.dumps(meter.group_by) for meter in BUILT_IN_METERS.values()],
+}
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """One rollup granularity: its tables' suffix and its bucket of a minute bucket_start."""
+
+    suffix: str
+    bucket: str
+
+
+RESOLUTIONS = (
+    Resolution("", "bucket_start"),
+    Resolution("_hour", "date_trunc('hour', bucket_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"),
+    Resolution("_day", "date_trunc('day', bucket_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"),
+)
+
+
+def _add_to_rollups(resolution: Resolution) -> sa.TextClause:
+    # Rows go in primary-key order, so two transactions adding to the same rollups lock them in
+    # the same order and cannot deadlock. LATEST keeps the value of the greatest (time, id).
+    return sa.text(
+        f"""
+INSERT INTO metering.usage_rollups{resolution.suffix} AS rollup (
     org_id, meter_key, bucket_start, subject, group_key,
     event_count, value_sum, value_min, value_max, latest_time, latest_event_id, latest_value
 )
 SELECT
-    :org_id, meter_key, bucket_start, subject, group_key,
+    org_id, meter_key, {resolution.bucket}, subject, group_key,
     count(*), sum(value), min(value), max(value), max(time),
     (array_agg(event_id ORDER BY time DESC, event_id DESC))[1],
     (array_agg(value ORDER BY time DESC, event_id DESC))[1]
-FROM measured
-GROUP BY meter_key, bucket_start, subject, group_key
-ORDER BY meter_key, bucket_start, subject, group_key
+FROM measured_usage_events
+GROUP BY 1, 2, 3, 4, 5
+ORDER BY 1, 2, 3, 4, 5
 ON CONFLICT (org_id, meter_key, bucket_start, subject, group_key) DO UPDATE SET
     event_count = rollup.event_count + excluded.event_count,
     value_sum = rollup.value_sum + excluded.value_sum,
@@ -102,51 +150,40 @@ ON CONFLICT (org_id, meter_key, bucket_start, subject, group_key) DO UPDATE SET
         WHEN (excluded.latest_time, excluded.latest_event_id)
             > (rollup.latest_time, rollup.latest_event_id)
         THEN excluded.latest_value ELSE rollup.latest_value END
-"""
-)
+"""  # noqa: S608 (constant fragments only)
+    )
 
-_ADD_DISTINCT_VALUES = sa.text(
-    _MEASURED
-    + """
-INSERT INTO metering.usage_distinct_values (
+
+def _add_distinct_values(resolution: Resolution) -> sa.TextClause:
+    return sa.text(
+        f"""
+INSERT INTO metering.usage_distinct_values{resolution.suffix} (
     org_id, meter_key, bucket_start, subject, group_key, value
 )
-SELECT DISTINCT CAST(:org_id AS uuid), meter_key, bucket_start, subject, group_key, distinct_value
-FROM measured
+SELECT DISTINCT org_id, meter_key, {resolution.bucket}, subject, group_key, distinct_value
+FROM measured_usage_events
 WHERE distinct_value IS NOT NULL
-ORDER BY meter_key, bucket_start, subject, group_key, distinct_value
+ORDER BY 1, 2, 3, 4, 5, 6
 ON CONFLICT DO NOTHING
-"""
-)
+"""  # noqa: S608 (constant fragments only)
+    )
 
 
-# Built-in meters are defined in code, not stored: the statements get them as parameters.
-_BUILT_IN_METER_PARAMETERS = {
-    "built_in_keys": [meter.key for meter in BUILT_IN_METERS.values()],
-    "built_in_aggregations": [meter.aggregation.value for meter in BUILT_IN_METERS.values()],
-    "built_in_value_properties": [meter.value_property for meter in BUILT_IN_METERS.values()],
-    "built_in_group_bys": [json.dumps(meter.group_by) for meter in BUILT_IN_METERS.values()],
-}
+_ADD_TO_ROLLUPS = [_add_to_rollups(resolution) for resolution in RESOLUTIONS]
+_ADD_DISTINCT_VALUES = [_add_distinct_values(resolution) for resolution in RESOLUTIONS]
 
 
 class RollupRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add_stored_events(self, *, org_id: uuid.UUID, events: Sequence[StoredEvent]) -> None:
-        """Add events just stored (and only those: duplicates must add nothing) to every rollup
-        of their meters. Distinct values go first, rollups second, each in key order: every
-        transaction takes its locks in the same order."""
-        if not events:
-            return
-        parameters = {
-            "org_id": org_id,
-            "ids": [event.id for event in events],
-            "types": [event.type for event in events],
-            "subjects": [event.subject for event in events],
-            "times": [event.time for event in events],
-            "data": [event.data_json for event in events],
-            **_BUILT_IN_METER_PARAMETERS,
-        }
-        await self.session.execute(_ADD_DISTINCT_VALUES, parameters)
-        await self.session.execute(_ADD_TO_ROLLUPS, parameters)
+    async def add_measured_events(self, *, with_distinct_values: bool) -> None:
+        """Add the staged measured events (events just stored, and only those: duplicates must
+        add nothing) to every rollup, minute, hour and day. Distinct values go first, rollups
+        second, finest first, each in key order: every transaction takes its locks in the same
+        order."""
+        if with_distinct_values:
+            for statement in _ADD_DISTINCT_VALUES:
+                await self.session.execute(statement)
+        for statement in _ADD_TO_ROLLUPS:
+            await self.session.execute(statement)
