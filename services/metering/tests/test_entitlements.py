@@ -408,3 +408,24 @@ async def test_usage_is_exact_for_fractional_values(client, db, catalog, acme, o
     quota = by_meter(await entitlements(client, acme))["llm_tokens"]
     assert quota["used"] == 0.3 and quota["status"] == "exceeded"
     assert Decimal(str(quota["remaining"])) == 0
+
+
+async def test_one_round_takes_every_mark_of_a_busy_entitlement(
+    client, db, catalog, acme, operator
+) -> None:
+    """A busy organisation leaves one mark per stored batch; one evaluation covers them all, so
+    marks cannot pile up faster than rounds take them."""
+    from tollgate_metering.entitlements.changes import mark_changed
+
+    await create_meter(client, acme)
+    await override(client, operator, acme, "llm_tokens", limit=10)
+    async with db() as session, session.begin():
+        for _ in range(2500):  # more than one round's MARKS_PER_ROUND
+            await mark_changed(session, org_id=acme.org_id, meter_keys=["llm_tokens"])
+    assert await evaluate_now(db, catalog) >= 1
+    async with db() as session:
+        left = await session.scalar(
+            sa.text("SELECT count(*) FROM metering.usage_changes WHERE org_id = :org"),
+            {"org": acme.org_id},
+        )
+    assert left == 0

@@ -44,6 +44,22 @@ _TAKE = sa.text(
     """
 )
 
+# Every other committed mark of the pairs taken: one evaluation covers them all, so a busy
+# organisation's marks (one per stored batch) cannot pile up faster than rounds take them.
+# Marks another evaluator holds are skipped, never waited for (no deadlock between replicas).
+_TAKE_SAME_PAIRS = sa.text(
+    """
+    DELETE FROM metering.usage_changes
+    WHERE id IN (
+        SELECT id FROM metering.usage_changes
+        WHERE (org_id, meter_key) IN (
+            SELECT * FROM unnest(CAST(:org_ids AS uuid[]), CAST(:meter_keys AS text[]))
+        )
+        FOR UPDATE SKIP LOCKED
+    )
+    """
+)
+
 
 async def mark_changed(
     session: AsyncSession, *, org_id: uuid.UUID, meter_keys: Collection[str]
@@ -61,7 +77,15 @@ async def mark_plan_changed(session: AsyncSession, *, org_id: uuid.UUID) -> None
 
 
 async def take_changes(session: AsyncSession, *, limit: int) -> list[tuple[uuid.UUID, str]]:
-    """Up to limit marks, deleted in the caller's transaction (back if it rolls back), as
-    distinct (org, meter) pairs in a stable order. Replicas skip each other's marks."""
+    """Up to limit marks and every other mark of the same (org, meter) pairs, deleted in the
+    caller's transaction (back if it rolls back), as distinct pairs in a stable order. A mark
+    committed after this statement stays for the next round: its usage may not be visible to
+    this evaluation. Replicas skip each other's marks."""
     rows = (await session.execute(_TAKE, {"limit": limit})).all()
-    return sorted({(row.org_id, row.meter_key) for row in rows})
+    pairs = sorted({(row.org_id, row.meter_key) for row in rows})
+    if pairs:
+        await session.execute(
+            _TAKE_SAME_PAIRS,
+            {"org_ids": [pair[0] for pair in pairs], "meter_keys": [pair[1] for pair in pairs]},
+        )
+    return pairs
