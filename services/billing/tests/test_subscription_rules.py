@@ -72,7 +72,7 @@ async def test_a_change_at_the_first_second_of_a_31_day_period_prorates_it_all(d
 async def test_a_change_at_the_last_second_leaves_one_second_to_prorate(db):
     org = await new_subscription(db, plan="pro", now=at(2027, 1, 1))
     subscription, items = await change(db, org, "enterprise", now=at(2027, 1, 31, 23, 59, 59))
-    # 1 s of 2,678,400: 9900 and 99900 cents × 1/2678400 both round to 0, so no line at all.
+    # 1 s of 2,678,400: 9900 and 99900 cents x 1/2678400 both round to 0, so no line at all.
     assert items == []
     assert subscription.plan_key == "enterprise"
     async with db() as session:
@@ -102,7 +102,7 @@ async def test_half_of_a_28_day_february_is_half_the_fee_and_part_seconds_count_
 async def test_a_29_day_february_prorates_exactly_and_rounds_half_to_even_once(db):
     org = await new_subscription(db, plan="pro", now=at(2028, 2, 1))
     _, items = await change(db, org, "enterprise", now=at(2028, 2, 15))
-    # 15 of 29 days: 9900 × 15/29 = 5120.69 → 5121; 99900 × 15/29 = 51672.41 → 51672.
+    # 15 of 29 days: 9900 x 15/29 = 5120.69 → 5121; 99900 x 15/29 = 51672.41 → 51672.
     assert items == [
         ("proration_credit", "pro", -5121),
         ("proration_charge", "enterprise", 51672),
@@ -129,7 +129,7 @@ async def test_monthly_to_yearly_and_back_restart_the_period(db):
     with pytest.raises(IntervalNotOfferedError):
         await change(db, org, "enterprise", interval=Interval.YEAR, now=at(2027, 9, 1))
     subscription, items = await change(db, org, "enterprise", now=at(2027, 9, 1))
-    # 182 of the year's 366 days (February 2028 has 29) are unused: 99000 × 182/366 = 49229.51.
+    # 182 of the year's 366 days (February 2028 has 29) are unused: 99000 x 182/366 = 49229.51.
     assert items == [
         ("proration_credit", "pro", -49230),
         ("proration_charge", "enterprise", ENTERPRISE_MONTH),

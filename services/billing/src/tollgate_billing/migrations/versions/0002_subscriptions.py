@@ -77,7 +77,7 @@ def upgrade() -> None:
         FROM {SCHEMA}.customers AS c
         JOIN {SCHEMA}.plans AS p ON p.key = c.plan_key
         CROSS JOIN (SELECT date_trunc('second', now()) AS start) AS t
-        """
+        """  # noqa: S608 - a constant schema name, no input
     )
     op.create_table(
         "pending_invoice_items",
