@@ -62,8 +62,11 @@ async def test_the_new_plan_applies_as_soon_as_the_organisation_event_arrives(
         async with await psycopg.AsyncConnection.connect(
             keys_settings.database_url.replace("+psycopg", ""), autocommit=True
         ) as connection:
+            # A version above any a billing app sharing the NATS server publishes for this org
+            # (billing test suites make every signup a customer on the free plan).
             await connection.execute(
-                "UPDATE keys.organizations SET plan = 'pro' WHERE id = %s", (org_id,)
+                "UPDATE keys.organizations SET plan = 'pro', plan_version = 1000000 WHERE id = %s",
+                (org_id,),
             )
         cached = await http.get(f"{gateway.url}/v1/limits", headers=bearer(key))
         assert cached.json()["plan"] == "free"  # served from the cache until told

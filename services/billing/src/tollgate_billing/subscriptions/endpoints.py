@@ -3,15 +3,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from tollgate_billing.auth import BillingAdmin, OrgReader
-from tollgate_billing.catalog.models import Plan
-from tollgate_billing.catalog.repository import PlanRepository
 from tollgate_billing.config import BillingSettings
 from tollgate_billing.db_types import utcnow
-from tollgate_billing.subscriptions import service
-from tollgate_billing.subscriptions.models import PendingInvoiceItem, Subscription
+from tollgate_billing.subscriptions import service, views
+from tollgate_billing.subscriptions.models import Subscription
 from tollgate_billing.subscriptions.schemas import (
-    ProrationLine,
-    ScheduledChange,
     SubscriptionCancel,
     SubscriptionChange,
     SubscriptionChangeResult,
@@ -46,16 +42,10 @@ async def get_subscription(
 ) -> SubscriptionPublic:
     """The organisation's subscription, as of now (an ended period is shown rolled forward)."""
     assert identity.org_id is not None
-    subscription = await service.current_subscription(session, org_id=identity.org_id)
-    if subscription.current_period_end <= utcnow():
-        # A period ended since the roller's last round: bring it forward under the lock.
-        subscription = await service.current_subscription(
-            session, org_id=identity.org_id, for_update=True
-        )
-        await service.roll_forward(
-            session, subscription=subscription, now=utcnow(), default_plan=default_plan
-        )
-    return await _public(session, subscription)
+    subscription = await service.subscription_as_of(
+        session, org_id=identity.org_id, now=utcnow(), default_plan=default_plan
+    )
+    return await views.public(session, subscription)
 
 
 @router.post("/change", response_model=SubscriptionChangeResult)
@@ -75,7 +65,7 @@ async def change_subscription(
         now=utcnow(),
         default_plan=default_plan,
     )
-    return await _result(session, subscription, items)
+    return await views.change_result(session, subscription, items)
 
 
 @router.post("/cancel", response_model=SubscriptionChangeResult)
@@ -89,7 +79,7 @@ async def cancel_subscription(
     items = await service.cancel(
         session, subscription=subscription, at=body.at, now=utcnow(), default_plan=default_plan
     )
-    return await _result(session, subscription, items)
+    return await views.change_result(session, subscription, items)
 
 
 @router.post("/resume", response_model=SubscriptionPublic)
@@ -100,62 +90,4 @@ async def resume_subscription(
     await service.resume(
         session, subscription=subscription, now=utcnow(), default_plan=default_plan
     )
-    return await _public(session, subscription)
-
-
-async def _public(session: SessionDep, subscription: Subscription) -> SubscriptionPublic:
-    plan = await PlanRepository(session).get(subscription.plan_key)
-    assert plan is not None  # a foreign key
-    return to_public(subscription, plan)
-
-
-def to_public(subscription: Subscription, plan: Plan) -> SubscriptionPublic:
-    scheduled = None
-    if subscription.scheduled_plan_key and subscription.scheduled_interval:
-        scheduled = ScheduledChange(
-            plan=subscription.scheduled_plan_key,
-            interval=subscription.scheduled_interval,
-            at=subscription.current_period_end,
-        )
-    return SubscriptionPublic.model_validate(
-        {
-            "id": subscription.id,
-            "customer_id": subscription.customer_id,
-            "organization_id": subscription.org_id,
-            "plan": plan.key,
-            "rate_limit_tier": plan.rate_limit_tier,
-            "interval": subscription.interval,
-            "status": subscription.status,
-            "current_period_start": subscription.current_period_start,
-            "current_period_end": subscription.current_period_end,
-            "trial_end": subscription.trial_end,
-            "cancel_at_period_end": subscription.cancel_at_period_end,
-            "canceled_at": subscription.canceled_at,
-            "scheduled_change": scheduled,
-            "version": subscription.version,
-            "created_at": subscription.created_at,
-            "updated_at": subscription.updated_at,
-        }
-    )
-
-
-async def _result(
-    session: SessionDep, subscription: Subscription, items: list[PendingInvoiceItem]
-) -> SubscriptionChangeResult:
-    public = await _public(session, subscription)
-    lines = [
-        ProrationLine.model_validate(
-            {
-                "kind": item.kind,
-                "plan": item.plan_key,
-                "interval": item.interval,
-                "currency": item.currency,
-                "amount": item.amount,
-                "covered_from": item.covered_from,
-                "covered_to": item.covered_to,
-                "description": item.description,
-            }
-        )
-        for item in items
-    ]
-    return SubscriptionChangeResult(**public.model_dump(), proration=lines)
+    return await views.public(session, subscription)

@@ -81,6 +81,18 @@ async def current_subscription(
     return subscription
 
 
+async def subscription_as_of(
+    session: AsyncSession, *, org_id: uuid.UUID, now: datetime, default_plan: str
+) -> Subscription:
+    """The subscription as of `now`: one whose period ended since the roller's last round is
+    rolled forward first, under its lock (a plain read otherwise)."""
+    subscription = await current_subscription(session, org_id=org_id)
+    if subscription.current_period_end <= now:
+        subscription = await current_subscription(session, org_id=org_id, for_update=True)
+        await roll_forward(session, subscription=subscription, now=now, default_plan=default_plan)
+    return subscription
+
+
 async def change_plan(
     session: AsyncSession,
     *,
