@@ -204,3 +204,31 @@ async def test_unknown_plans_and_intervals_not_sold(client, db, subscribed):
     )
     assert_problem(bad_cancel, 422, "validation-error")
     assert await database_state(db, subscribed) == before
+
+
+async def test_reading_an_ended_period_rolls_it_forward(client, db, subscribed):
+    async with db() as session, session.begin():
+        # As if the roller had not run since the period ended.
+        await session.execute(
+            sa.text(
+                "UPDATE billing.subscriptions SET anchor_at = :start,"
+                " current_period_start = :start, current_period_end = :end"
+                " WHERE org_id = :org"
+            ),
+            {
+                "start": datetime(2026, 1, 31, 10, tzinfo=UTC),
+                "end": datetime(2026, 2, 28, 10, tzinfo=UTC),
+                "org": subscribed.org_id,
+            },
+        )
+    response = await client.get("/v1/billing/subscription", headers=subscribed.user())
+    assert response.status_code == 200, response.text
+    body = response.json()
+    start = datetime.fromisoformat(body["current_period_start"])
+    end = datetime.fromisoformat(body["current_period_end"])
+    assert start <= datetime.now(UTC) < end
+    assert (start.day, start.hour) in {(28, 10), (29, 10), (30, 10), (31, 10)}  # the anchor's
+    assert body["version"] == 2
+    async with db() as session:
+        events = await outbox_events(session, subscribed.org_id)
+    assert [subject for subject, _ in events][-1] == "tollgate.billing.subscription.updated"

@@ -353,3 +353,19 @@ async def test_the_roller_rolls_due_subscriptions_once(db):
     async with db() as session:
         subscription = await load(session, org)
         assert (subscription.current_period_start, subscription.version) == (at(2030, 2, 1), 2)
+
+
+async def test_a_change_scheduled_before_the_plan_was_archived_still_applies(db, client, operator):
+    created = await client.post(
+        "/v1/billing/admin/plans",
+        json={"key": "sunset", "name": "Sunset", "monthly_price": "20"},
+        headers=operator,
+    )
+    assert created.status_code == 201, created.text
+    org = await new_subscription(db, plan="pro", now=at(2027, 6, 1))
+    await change(db, org, "sunset", moment=Moment.PERIOD_END, now=at(2027, 6, 10))
+    assert (
+        await client.delete("/v1/billing/admin/plans/sunset", headers=operator)
+    ).status_code == 200
+    subscription, _ = await roll(db, org, now=at(2027, 7, 1))
+    assert (subscription.plan_key, subscription.current_period_start) == ("sunset", at(2027, 7, 1))
