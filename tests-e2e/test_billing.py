@@ -81,9 +81,16 @@ def test_an_upgrade_reaches_the_gateway_and_metering_without_a_call(stack):
     changed = httpx.post(
         f"{stack.gateway_url}/v1/billing/subscription/change",
         json={"plan": "pro", "at": "now"},
-        headers=admin,
+        headers={**admin, "If-Match": subscription.headers["ETag"]},
     )
     assert changed.status_code == 200, changed.text
+    assert changed.headers["ETag"] == '"2"'
+    stale = httpx.post(
+        f"{stack.gateway_url}/v1/billing/subscription/change",
+        json={"plan": "enterprise", "at": "now"},
+        headers={**admin, "If-Match": subscription.headers["ETag"]},
+    )
+    assert stale.status_code == 412, stale.text
     assert (changed.json()["plan"], changed.json()["status"]) == ("pro", "trialing")
 
     deadline = time.monotonic() + 15

@@ -232,3 +232,33 @@ async def test_reading_an_ended_period_rolls_it_forward(client, db, subscribed):
     async with db() as session:
         events = await outbox_events(session, subscribed.org_id)
     assert [subject for subject, _ in events][-1] == "tollgate.billing.subscription.updated"
+
+
+async def test_if_match_refuses_a_change_made_from_a_stale_view(client, db, subscribed):
+    admin = subscribed.user("org_admin")
+    read = await client.get("/v1/billing/subscription", headers=admin)
+    assert read.headers["ETag"] == '"1"'
+    first = await client.post(
+        CHANGE, json={"plan": "pro", "at": "now"}, headers={**admin, "If-Match": '"1"'}
+    )
+    assert first.status_code == 200, first.text
+    assert first.headers["ETag"] == '"2"'
+
+    before = await database_state(db, subscribed)
+    stale = await client.post(
+        CHANGE, json={"plan": "enterprise", "at": "now"}, headers={**admin, "If-Match": '"1"'}
+    )
+    problem = assert_problem(stale, 412, "subscription-changed")
+    assert problem["version"] == 2
+    for garbage in ("1", '"one"', '""', "W/"):
+        refused = await client.post(
+            "/v1/billing/subscription/resume", headers={**admin, "If-Match": garbage}
+        )
+        assert_problem(refused, 400, "bad-request")
+    assert await database_state(db, subscribed) == before
+
+    for tag in ('"2"', 'W/"2"', '"7", "2"', "*"):
+        resumed = await client.post(
+            "/v1/billing/subscription/resume", headers={**admin, "If-Match": tag}
+        )
+        assert resumed.status_code == 200, (tag, resumed.text)

@@ -92,3 +92,23 @@ async def test_the_roller_skips_a_row_an_api_change_holds(committed_app, mint_id
             {"org": org.org_id},
         )
     assert number >= 1  # rolled (by this round, or by the app's own roller meanwhile)
+
+
+async def test_with_if_match_one_of_two_changes_from_the_same_view_wins(
+    committed_app, committing_client, mint_identity
+):
+    org = Org(uuid.uuid4(), mint_identity)
+    sessions = committed_app.state.runtime.sessionmaker
+    await new_subscription(
+        sessions, org_id=org.org_id, plan="free", now=datetime.now(UTC), trial_used=True
+    )
+    headers = {**org.user("org_admin"), "If-Match": '"1"'}
+    responses = await asyncio.gather(
+        committing_client.post(CHANGE, json={"plan": "pro", "at": "now"}, headers=headers),
+        committing_client.post(CHANGE, json={"plan": "enterprise", "at": "now"}, headers=headers),
+    )
+    assert sorted(response.status_code for response in responses) == [200, 412]
+    [winner] = [response.json() for response in responses if response.status_code == 200]
+    async with sessions() as session:
+        items = await pending_items(session, org.org_id)
+    assert [(kind, plan) for kind, plan, _ in items] == [("proration_charge", winner["plan"])]

@@ -1,12 +1,13 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request, Response
 
 from tollgate_billing.auth import BillingAdmin, OrgReader
 from tollgate_billing.config import BillingSettings
 from tollgate_billing.db_types import utcnow
 from tollgate_billing.subscriptions import service, views
 from tollgate_billing.subscriptions.models import Subscription
+from tollgate_billing.subscriptions.preconditions import check_if_match, set_etag
 from tollgate_billing.subscriptions.schemas import (
     SubscriptionCancel,
     SubscriptionChange,
@@ -26,11 +27,20 @@ def _default_plan(request: Request) -> str:
 DefaultPlan = Annotated[str, Depends(_default_plan)]
 
 
-async def _subscription_to_change(identity: BillingAdmin, session: SessionDep) -> Subscription:
+async def _subscription_to_change(
+    identity: BillingAdmin,
+    session: SessionDep,
+    if_match: Annotated[str | None, Header(description='The ETag read, e.g. "3"')] = None,
+) -> Subscription:
     """The caller's organisation's subscription, locked until the request commits: two changes
-    at once run one after the other, the second seeing the first's result."""
+    at once run one after the other, the second seeing the first's result (or, with If-Match,
+    refused with 412 when the first changed it)."""
     assert identity.org_id is not None
-    return await service.current_subscription(session, org_id=identity.org_id, for_update=True)
+    subscription = await service.current_subscription(
+        session, org_id=identity.org_id, for_update=True
+    )
+    check_if_match(subscription, if_match)
+    return subscription
 
 
 SubscriptionToChange = Annotated[Subscription, Depends(_subscription_to_change)]
@@ -38,13 +48,14 @@ SubscriptionToChange = Annotated[Subscription, Depends(_subscription_to_change)]
 
 @router.get("", response_model=SubscriptionPublic)
 async def get_subscription(
-    identity: OrgReader, session: SessionDep, default_plan: DefaultPlan
+    identity: OrgReader, session: SessionDep, default_plan: DefaultPlan, response: Response
 ) -> SubscriptionPublic:
     """The organisation's subscription, as of now (an ended period is shown rolled forward)."""
     assert identity.org_id is not None
     subscription = await service.subscription_as_of(
         session, org_id=identity.org_id, now=utcnow(), default_plan=default_plan
     )
+    set_etag(response, subscription)
     return await views.public(session, subscription)
 
 
@@ -54,6 +65,7 @@ async def change_subscription(
     subscription: SubscriptionToChange,
     session: SessionDep,
     default_plan: DefaultPlan,
+    response: Response,
 ) -> SubscriptionChangeResult:
     """Another plan or interval, `now` (prorated to the second) or at `period_end`."""
     items = await service.change_plan(
@@ -65,6 +77,7 @@ async def change_subscription(
         now=utcnow(),
         default_plan=default_plan,
     )
+    set_etag(response, subscription)
     return await views.change_result(session, subscription, items)
 
 
@@ -74,20 +87,26 @@ async def cancel_subscription(
     subscription: SubscriptionToChange,
     session: SessionDep,
     default_plan: DefaultPlan,
+    response: Response,
 ) -> SubscriptionChangeResult:
     """Back to the default plan, `now` (unused time credited) or at `period_end`."""
     items = await service.cancel(
         session, subscription=subscription, at=body.at, now=utcnow(), default_plan=default_plan
     )
+    set_etag(response, subscription)
     return await views.change_result(session, subscription, items)
 
 
 @router.post("/resume", response_model=SubscriptionPublic)
 async def resume_subscription(
-    subscription: SubscriptionToChange, session: SessionDep, default_plan: DefaultPlan
+    subscription: SubscriptionToChange,
+    session: SessionDep,
+    default_plan: DefaultPlan,
+    response: Response,
 ) -> SubscriptionPublic:
     """Undo a cancel at period end."""
     await service.resume(
         session, subscription=subscription, now=utcnow(), default_plan=default_plan
     )
+    set_etag(response, subscription)
     return await views.public(session, subscription)
