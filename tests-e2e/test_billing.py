@@ -39,3 +39,73 @@ def test_a_signup_becomes_a_customer_on_the_free_plan(stack):
     # The catalog is the operator's: an organisation's own admin is refused by the gateway.
     refused = httpx.get(f"{stack.gateway_url}/v1/billing/admin/plans", headers=admin)
     assert refused.status_code == 403, refused.text
+
+
+def test_an_upgrade_reaches_the_gateway_and_metering_without_a_call(stack):
+    """signup → POST /v1/billing/subscription/change to pro → billing publishes the new
+    subscription, keys takes its tier and announces the org, the gateway evicts the org's keys
+    and metering picks the plan's quotas: all through events."""
+    signup = httpx.post(
+        f"{stack.gateway_url}/v1/signup",
+        json={
+            "organization_name": "Upgrader",
+            "email": f"upgrade-{uuid.uuid4().hex[:8]}@example.com",
+            "password": PASSWORD,
+        },
+    )
+    assert signup.status_code == 201, signup.text
+    account = signup.json()
+    key = {"Authorization": f"Bearer {account['api_key']['key']}"}
+    admin = {"Authorization": f"Bearer {account['tokens']['access_token']}"}
+
+    # Warm the gateway's cache with the free plan: the change must evict it.
+    free = httpx.get(f"{stack.gateway_url}/v1/limits", headers=key)
+    assert free.json()["plan"] == "free", free.text
+    assert '"org-hour";q=1000;' in free.headers["RateLimit-Policy"]
+
+    deadline = time.monotonic() + 30  # the subscription is made from keys' event
+    while (
+        subscription := httpx.get(f"{stack.gateway_url}/v1/billing/subscription", headers=key)
+    ).status_code == 404:
+        assert time.monotonic() < deadline, subscription.text
+        time.sleep(0.2)
+    assert subscription.json()["plan"] == "free"
+
+    # A key with only read and write may not change the subscription; the org admin may.
+    refused = httpx.post(
+        f"{stack.gateway_url}/v1/billing/subscription/change",
+        json={"plan": "pro", "at": "now"},
+        headers=key,
+    )
+    assert refused.status_code == 403, refused.text
+    changed = httpx.post(
+        f"{stack.gateway_url}/v1/billing/subscription/change",
+        json={"plan": "pro", "at": "now"},
+        headers={**admin, "If-Match": subscription.headers["ETag"]},
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.headers["ETag"] == '"2"'
+    stale = httpx.post(
+        f"{stack.gateway_url}/v1/billing/subscription/change",
+        json={"plan": "enterprise", "at": "now"},
+        headers={**admin, "If-Match": subscription.headers["ETag"]},
+    )
+    assert stale.status_code == 412, stale.text
+    assert (changed.json()["plan"], changed.json()["status"]) == ("pro", "trialing")
+
+    deadline = time.monotonic() + 15
+    while (limits := httpx.get(f"{stack.gateway_url}/v1/limits", headers=key)).json()[
+        "plan"
+    ] != "pro":
+        assert time.monotonic() < deadline, limits.text
+        time.sleep(0.1)
+    assert '"org-hour";q=10000;' in limits.headers["RateLimit-Policy"]
+    served = httpx.get(f"{stack.gateway_url}/api/demo/hello", headers=key)
+    assert served.status_code == 200, served.text
+    assert '"org-hour";q=10000;' in served.headers["RateLimit-Policy"]
+
+    while (
+        entitlements := httpx.get(f"{stack.gateway_url}/v1/entitlements", headers=key)
+    ).json().get("plan") != "pro":
+        assert time.monotonic() < deadline, entitlements.text
+        time.sleep(0.1)

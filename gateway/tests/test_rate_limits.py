@@ -186,8 +186,10 @@ async def test_plan_tier_is_read_from_the_org(http, gateway_settings, keys_setti
         keys_settings.database_url.replace("+psycopg", ""), autocommit=True
     ) as connection:
         for account, plan in ((pro, "pro"), (enterprise, "enterprise")):
+            # Standing in for billing: a version above any a billing app sharing the NATS
+            # server publishes for these orgs (it makes them customers on the free plan).
             await connection.execute(
-                "UPDATE keys.organizations SET plan = %s WHERE id = %s",
+                "UPDATE keys.organizations SET plan = %s, plan_version = 1000000 WHERE id = %s",
                 (plan, account["organization"]["id"]),
             )
     async with serving(create_gateway(gateway_settings(rate_limit_plans=TIGHT_PLANS))) as fresh:

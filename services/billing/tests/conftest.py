@@ -30,6 +30,9 @@ from tollgate_shared.testing.database import rolled_back_sessions
 TABLES = {
     "plans": "true",
     "customers": "org_id::text = ANY(:orgs)",
+    "subscriptions": "org_id::text = ANY(:orgs)",
+    "pending_invoice_items": "customer_id IN (SELECT id FROM billing.customers"
+    " WHERE org_id::text = ANY(:orgs))",
     "outbox": "payload->>'orgid' = ANY(:orgs)",
 }
 DEADLINE_SECONDS = 15.0

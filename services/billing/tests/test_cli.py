@@ -41,7 +41,16 @@ def test_migrate_needs_only_the_database_url(new_database):
             )
     finally:
         engine.dispose()
-    assert tables == {"plans", "customers", "inbox", "outbox", "dead_letters", "alembic_version"}
+    assert tables == {
+        "plans",
+        "customers",
+        "subscriptions",
+        "pending_invoice_items",
+        "inbox",
+        "outbox",
+        "dead_letters",
+        "alembic_version",
+    }
 
 
 def test_the_service_serves_on_8102_by_default(monkeypatch):

@@ -172,7 +172,7 @@ async def test_a_malformed_event_raises_so_it_is_retried_then_dead_lettered(db, 
         assert await session.scalar(sa.text("SELECT count(*) FROM billing.customers")) == count
 
 
-async def test_the_handler_creates_one_customer_and_one_event(db):
+async def test_the_handler_creates_one_customer_one_subscription_and_their_events(db):
     org_id = uuid.uuid4()
     handler = customer_creator("pro")
     event = CloudEvent(
@@ -191,9 +191,27 @@ async def test_the_handler_creates_one_customer_and_one_event(db):
                 {"org": org_id},
             )
         ).all()
-        events = await session.scalar(
-            sa.text("SELECT count(*) FROM billing.outbox WHERE payload->>'orgid' = :org"),
+        subscriptions = (
+            await session.execute(
+                sa.text(
+                    "SELECT plan_key, interval, status, trial_used, version"
+                    " FROM billing.subscriptions WHERE org_id = :org"
+                ),
+                {"org": org_id},
+            )
+        ).all()
+        events = await session.scalars(
+            sa.text(
+                "SELECT subject FROM billing.outbox WHERE payload->>'orgid' = :org"
+                " ORDER BY position"
+            ),
             {"org": str(org_id)},
         )
+        subjects = list(events)
     assert [tuple(row) for row in rows] == [("Initech", "pro")]
-    assert events == 1
+    # Started on the plan, monthly and active; a paid first plan uses up the trial.
+    assert [tuple(row) for row in subscriptions] == [("pro", "month", "active", True, 1)]
+    assert subjects == [
+        "tollgate.billing.customer.created",
+        "tollgate.billing.subscription.created",
+    ]

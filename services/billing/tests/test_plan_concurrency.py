@@ -49,5 +49,9 @@ async def test_the_openapi_spec_describes_the_billing_routes(committing_client):
         "/v1/billing/customer",
         "/v1/billing/admin/plans",
         "/v1/billing/admin/plans/{key}",
+        "/v1/billing/subscription",
+        "/v1/billing/subscription/change",
+        "/v1/billing/subscription/cancel",
+        "/v1/billing/subscription/resume",
     } <= set(spec["paths"])
     assert "PlanCreate" in spec["components"]["schemas"]

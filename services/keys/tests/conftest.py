@@ -1,18 +1,23 @@
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import nats
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tollgate_keys.app import MIGRATIONS_DIR, create_app
 from tollgate_keys.config import KeysSettings
+from tollgate_keys.organizations.handlers import SUBSCRIPTION_EVENTS
 from tollgate_keys.testing import migrated_test_settings
 from tollgate_shared.errors import PROBLEM_BASE, PROBLEM_JSON
+from tollgate_shared.events.streams import ensure_stream, stream_for_service
 from tollgate_shared.events.tables import outbox
 from tollgate_shared.identity import TokenVerifier, generate_keypair
 from tollgate_shared.migrations import upgrade
@@ -38,18 +43,58 @@ def token_keys() -> tuple[str, str]:
     return generate_keypair()
 
 
+@asynccontextmanager
+async def consumer_from_stream_end(nats_url: str, filter_subject: str) -> AsyncIterator[str]:
+    """A durable consumer name of the BILLING stream for one app, created before the app creates
+    it, delivering only new events; deleted at the end.
+
+    The app would create it delivering the whole stream, which is right in production (nothing
+    is lost) but would replay every event other suites published on a shared NATS, and two apps
+    with one name would split the events between their databases."""
+    stream = stream_for_service("billing")
+    assert stream.name is not None
+    name = f"keys-billing-test-{uuid.uuid4().hex[:10]}"
+    client = await nats.connect(nats_url)
+    try:
+        js = client.jetstream()
+        await ensure_stream(js, stream)
+        await js.add_consumer(
+            stream.name,
+            ConsumerConfig(
+                durable_name=name,
+                filter_subject=filter_subject,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.NEW,
+                ack_wait=30,
+                max_deliver=-1,
+            ),
+        )
+        yield name
+        await js.delete_consumer(stream.name, name)
+    finally:
+        await client.close()
+
+
+@pytest.fixture(scope="session")
+async def subscriptions_consumer_name(nats_url: str) -> AsyncIterator[str]:
+    async with consumer_from_stream_end(nats_url, SUBSCRIPTION_EVENTS) as name:
+        yield name
+
+
 @pytest.fixture(scope="session")
 def keys_settings(
     new_database: Callable[[str], str],
     nats_url: str,
     identity_keys: tuple[str, str],
     token_keys: tuple[str, str],
+    subscriptions_consumer_name: str,
 ) -> KeysSettings:
     return migrated_test_settings(
         database_url=new_database("keys"),
         nats_url=nats_url,
         identity_public_key=identity_keys[1],
         token_private_key=token_keys[0],
+        subscriptions_consumer_name=subscriptions_consumer_name,
     )
 
 
@@ -68,9 +113,14 @@ async def committed_keys_app(
     connections at once, or the background sweeper and outbox relay seeing the data."""
     database_url = new_database("keys_committed")
     upgrade(migrations_dir=MIGRATIONS_DIR, database_url=database_url, schema="keys")
-    app = create_app(keys_settings.model_copy(update={"database_url": database_url}))
-    async with app.router.lifespan_context(app):
-        yield app
+    async with consumer_from_stream_end(keys_settings.nats_url, SUBSCRIPTION_EVENTS) as name:
+        app = create_app(
+            keys_settings.model_copy(
+                update={"database_url": database_url, "subscriptions_consumer_name": name}
+            )
+        )
+        async with app.router.lifespan_context(app):
+            yield app
 
 
 @pytest.fixture

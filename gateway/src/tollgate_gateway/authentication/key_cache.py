@@ -1,4 +1,5 @@
-"""In-process cache of verified API keys, by secret hash, with an index by key id for eviction."""
+"""In-process cache of verified API keys, by secret hash, with an index by key id for eviction
+(and eviction by organisation when its plan changes)."""
 
 import time
 import uuid
@@ -78,10 +79,23 @@ class KeyCache:
         hashes are forgotten too: a change may have made one valid again (expiry removed)."""
         self.generation += 1
         self._unknown.clear()
+        return self._evict_hashes(key_id)
+
+    def _evict_hashes(self, key_id: uuid.UUID) -> int:
         hashes = self._hashes_by_key.pop(key_id, set())
         for secret_hash in hashes:
             self._by_hash.pop(secret_hash, None)
         return len(hashes)
+
+    def evict_organization(self, org_id: uuid.UUID) -> int:
+        """Forget every cached key of the organisation (its plan changed, so the rate limits its
+        keys carry did); returns how many secrets were forgotten. A scan: plan changes are rare
+        next to requests, and the cache is bounded."""
+        self.generation += 1
+        key_ids = {
+            cached.key.key_id for cached in self._by_hash.values() if cached.key.org_id == org_id
+        }
+        return sum(self._evict_hashes(key_id) for key_id in key_ids)
 
     def mark_all_stale(self) -> None:
         """After a NATS outage events may have been missed: re-check every key on next use."""

@@ -1,4 +1,5 @@
-"""The billing service: the plan catalog, the pricing engine and one customer per org."""
+"""The billing service: the plan catalog, the pricing engine, one customer per org and its
+subscription."""
 
 from collections.abc import Coroutine
 from pathlib import Path
@@ -12,6 +13,8 @@ from tollgate_billing.catalog.service import seed_catalog
 from tollgate_billing.config import SERVICE, BillingSettings
 from tollgate_billing.customers.endpoints import router as customer_router
 from tollgate_billing.customers.handlers import organizations_consumer
+from tollgate_billing.subscriptions.endpoints import router as subscription_router
+from tollgate_billing.subscriptions.roller import roll_periods_forever
 from tollgate_shared.app import ServiceRuntime, create_service_app
 from tollgate_shared.events.streams import ensure_stream, stream_for_service
 
@@ -35,14 +38,20 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
                 sessionmaker=runtime.sessionmaker,
                 name=settings.organizations_consumer_name,
                 default_plan=settings.default_plan,
-            ).run()
+            ).run(),
+            roll_periods_forever(
+                runtime.sessionmaker,
+                default_plan=settings.default_plan,
+                interval_seconds=settings.period_roll_interval_seconds,
+            ),
         ]
 
     app = create_service_app(
         service=SERVICE,
         settings=settings,
-        description="Plans and prices, and the billing customer of every organisation.",
-        routers=[plans_router, plans_admin_router, customer_router],
+        description="Plans and prices, the billing customer of every organisation and its "
+        "subscription.",
+        routers=[plans_router, plans_admin_router, customer_router, subscription_router],
         background=background,
         on_startup=on_startup,
     )

@@ -20,6 +20,23 @@ async def _org_reader(identity: OrgIdentity) -> Identity:
     return identity
 
 
+async def _billing_admin(identity: OrgIdentity) -> Identity:
+    """Who may change the organisation's subscription: an org_admin or billing_admin user, or
+    an API key with the admin scope. Roles come from the identity token (the keys service
+    owns memberships; an access token lives at most 15 minutes)."""
+    allowed = (
+        identity.has_role("org_admin", "billing_admin")
+        if identity.principal_type == "user"
+        else identity.has_scope("admin")
+    )
+    if not allowed:
+        raise ForbiddenError(
+            "Changing the subscription needs the org_admin or billing_admin role "
+            "(or an API key with the admin scope)."
+        )
+    return identity
+
+
 async def _catalog_admin(identity: AnyIdentity) -> Identity:
     """A user with the platform super_admin role (never an API key): the gateway checks the
     role too, this is the service's own guard."""
@@ -30,5 +47,7 @@ async def _catalog_admin(identity: AnyIdentity) -> Identity:
 
 # Any member of the organisation, or an API key with the read scope.
 OrgReader = Annotated[Identity, Depends(_org_reader)]
+# An org_admin or billing_admin user, or an API key with the admin scope.
+BillingAdmin = Annotated[Identity, Depends(_billing_admin)]
 # A platform operator (super_admin user), managing the plans every organisation may buy.
 CatalogAdmin = Annotated[Identity, Depends(_catalog_admin)]

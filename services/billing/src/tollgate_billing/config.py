@@ -38,6 +38,9 @@ class BillingSettings(ServiceSettings):
         "billing-organizations", pattern=r"^[A-Za-z0-9_-]{1,64}$"
     )
 
+    # How often the period roller looks for ended periods and trials (every replica runs one).
+    period_roll_interval_seconds: float = Field(30.0, gt=0, le=3600)
+
     @model_validator(mode="after")
     def _catalog_is_consistent(self) -> "BillingSettings":
         keys = [plan.key for plan in self.catalog]

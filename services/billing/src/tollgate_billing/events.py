@@ -13,6 +13,9 @@ from tollgate_shared.events.outbox import enqueue
 
 class BillingEvent(StrEnum):
     CUSTOMER_CREATED = "tollgate.billing.customer.created"
+    SUBSCRIPTION_CREATED = "tollgate.billing.subscription.created"
+    SUBSCRIPTION_UPDATED = "tollgate.billing.subscription.updated"
+    SUBSCRIPTION_CANCELED = "tollgate.billing.subscription.canceled"
 
 
 async def publish(

@@ -16,9 +16,11 @@ from tollgate_keys.events import SERVICE
 from tollgate_keys.members.endpoints import invitations_router
 from tollgate_keys.members.endpoints import router as members_router
 from tollgate_keys.organizations.endpoints import router as organization_router
+from tollgate_keys.organizations.handlers import subscriptions_consumer
 from tollgate_keys.signup.endpoints import router as signup_router
 from tollgate_keys.users.endpoints import auth_router, me_router
 from tollgate_shared.app import ServiceRuntime, create_service_app
+from tollgate_shared.events.streams import ensure_stream, stream_for_service
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -28,12 +30,19 @@ def create_app(settings: KeysSettings | None = None) -> FastAPI:
 
     async def on_startup(runtime: ServiceRuntime) -> None:
         await ensure_super_admin(runtime.sessionmaker, settings)
+        # Billing may not have started yet: whoever comes first creates its stream.
+        await ensure_stream(runtime.js, stream_for_service("billing"))
 
     def background(runtime: ServiceRuntime) -> list[Coroutine[Any, Any, None]]:
         return [
             announce_expiries_forever(
                 runtime.sessionmaker, interval_seconds=settings.expiry_sweep_interval_seconds
-            )
+            ),
+            subscriptions_consumer(
+                js=runtime.js,
+                sessionmaker=runtime.sessionmaker,
+                name=settings.subscriptions_consumer_name,
+            ).run(),
         ]
 
     app = create_service_app(

@@ -23,6 +23,8 @@ class KeysSettings(ServiceSettings):
     rotation_grace_seconds: int = Field(86400, ge=0, le=30 * 86400)
     invitation_ttl_seconds: int = Field(7 * 86400, ge=3600)
     expiry_sweep_interval_seconds: float = Field(5.0, gt=0)
+    # The durable consumer of billing's subscription events (each org's plan tier).
+    subscriptions_consumer_name: str = Field("keys-subscriptions", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     # Platform super admin, created or updated at start-up when both are set.
     superadmin_email: EmailStr | None = None
     superadmin_password: str | None = None

@@ -7,7 +7,7 @@ from tollgate_billing.db_types import SCHEMA, timestamp_field
 
 
 class Customer(SQLModel, table=True):
-    """An organisation as billing knows it: the plan it is on (subscriptions come later)."""
+    """An organisation as billing knows it. plan_key mirrors its subscription's plan."""
 
     __tablename__ = "customers"
     __table_args__ = {"schema": SCHEMA}

@@ -1,6 +1,7 @@
 """The rules for customers: one per organisation, on the default plan to start with."""
 
 import uuid
+from datetime import datetime
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,6 +13,7 @@ from tollgate_billing.customers.repository import CustomerRepository
 from tollgate_billing.customers.schemas import CustomerPublic
 from tollgate_billing.db_types import utcnow
 from tollgate_billing.events import BillingEvent, publish
+from tollgate_billing.subscriptions.service import start_subscription
 from tollgate_shared.errors import NotFoundError
 
 logger = structlog.get_logger(__name__)
@@ -32,10 +34,12 @@ async def create_customer(
     org_id: uuid.UUID,
     name: str,
     plan_key: str,
+    now: datetime | None = None,
 ) -> Customer | None:
-    """Create the organisation's customer and publish customer.created; None (and no event)
-    when it already has one."""
-    now = utcnow()
+    """Create the organisation's customer and its subscription (the plan, monthly, active), and
+    publish customer.created and subscription.created; None (and no event) when it already has
+    one."""
+    now = now or utcnow()
     plan = await PlanRepository(session).get(plan_key)
     if plan is None:
         raise DefaultPlanMissingError(f"the default plan '{plan_key}' is not in the catalog")
@@ -57,6 +61,7 @@ async def create_customer(
             "rate_limit_tier": plan.rate_limit_tier,
         },
     )
+    await start_subscription(session, customer=customer, plan=plan, now=now)
     logger.info("customer created", customer_id=str(customer.id), plan=plan.key)
     return customer
 

@@ -1,6 +1,7 @@
 import uuid
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from tollgate_keys.db_types import SCHEMA, id_field, timestamp_field
@@ -13,6 +14,8 @@ class Organization(SQLModel, table=True):
     id: uuid.UUID = id_field()
     name: str = Field(max_length=200)
     # The plan tier, carried in access tokens and verified keys so the gateway forwards it to
-    # services; "free" until billing publishes subscriptions.
+    # services and rates the org's keys by it: the rate_limit_tier of billing's subscription.
     plan: str = Field(default="free", max_length=50)
+    # The subscription version the plan was taken from: an older event never wins.
+    plan_version: int = Field(default=0, sa_type=sa.BigInteger)
     created_at: datetime = timestamp_field(default_now=True)

@@ -16,6 +16,10 @@ class OrganizationRepository:
     async def get(self, org_id: uuid.UUID) -> Organization | None:
         return await self.session.get(Organization, org_id)
 
+    async def get_for_update(self, org_id: uuid.UUID) -> Organization | None:
+        query = select(Organization).where(col(Organization.id) == org_id).with_for_update()
+        return (await self.session.execute(query)).scalars().first()
+
     async def add(self, organization: Organization) -> Organization:
         self.session.add(organization)
         await self.session.flush()

@@ -1,5 +1,6 @@
 import uuid
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate_keys.events import KeysEvent, publish
@@ -7,6 +8,8 @@ from tollgate_keys.organizations.models import Organization
 from tollgate_keys.organizations.repository import OrganizationRepository
 from tollgate_shared.errors import NotFoundError
 from tollgate_shared.pagination import Cursor, Page, PageParams
+
+logger = structlog.get_logger(__name__)
 
 
 class OrganizationNotFoundError(NotFoundError):
@@ -59,6 +62,39 @@ async def rename_organization(
         data={"organization_id": str(organization.id), "name": name, "plan": organization.plan},
     )
     return organization
+
+
+async def follow_billing_plan(
+    session: AsyncSession, *, org_id: uuid.UUID, plan: str, version: int
+) -> bool:
+    """Take the plan tier of the organisation's billing subscription at `version`, unless a
+    newer one was taken (events may come late or twice). Publishes organization.updated when
+    the plan changed, which metering and the gateway follow; returns whether it did."""
+    organization = await OrganizationRepository(session).get_for_update(org_id)
+    if organization is None:
+        # Billing's orgs are made from ours, so this is another installation's event on a
+        # shared NATS (tests), or an org since removed: nothing to follow.
+        logger.info("subscription of an unknown organisation ignored", org_id=str(org_id))
+        return False
+    if version <= organization.plan_version:
+        return False
+    changed = organization.plan != plan
+    organization.plan, organization.plan_version = plan, version
+    session.add(organization)
+    await session.flush()
+    if changed:
+        await publish(
+            session,
+            KeysEvent.ORGANIZATION_UPDATED,
+            org_id=organization.id,
+            data={
+                "organization_id": str(organization.id),
+                "name": organization.name,
+                "plan": plan,
+            },
+        )
+        logger.info("organisation plan changed", org_id=str(org_id), plan=plan, version=version)
+    return changed
 
 
 async def list_organizations(session: AsyncSession, *, page: PageParams) -> Page[Organization]:

@@ -1,0 +1,1 @@
+"""Subscriptions: each customer's current plan, its billing periods, trials and plan changes."""

@@ -1,0 +1,43 @@
+"""Billing's subscription events set each organisation's plan tier (ADR 0016)."""
+
+import uuid
+
+from nats.js import JetStreamContext
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tollgate_keys.organizations.service import follow_billing_plan
+from tollgate_shared.events.consumer import DurableConsumer
+from tollgate_shared.events.envelope import CloudEvent
+
+BILLING_STREAM = "BILLING"
+SUBSCRIPTION_EVENTS = "tollgate.billing.subscription.>"
+
+
+class SubscriptionFacts(BaseModel):
+    """The part of tollgate.billing.subscription.* the keys service needs."""
+
+    organization_id: uuid.UUID
+    rate_limit_tier: str = Field(min_length=1, max_length=50)
+    version: int = Field(ge=1)
+
+
+async def record_subscription(session: AsyncSession, event: CloudEvent) -> None:
+    """A malformed event raises: the consumer retries it, then keeps it as a dead letter."""
+    facts = SubscriptionFacts.model_validate(event.data)
+    await follow_billing_plan(
+        session, org_id=facts.organization_id, plan=facts.rate_limit_tier, version=facts.version
+    )
+
+
+def subscriptions_consumer(
+    *, js: JetStreamContext, sessionmaker: async_sessionmaker[AsyncSession], name: str
+) -> DurableConsumer:
+    return DurableConsumer(
+        js=js,
+        sessionmaker=sessionmaker,
+        stream=BILLING_STREAM,
+        durable=name,
+        filter_subject=SUBSCRIPTION_EVENTS,
+        handler=record_subscription,
+    )
