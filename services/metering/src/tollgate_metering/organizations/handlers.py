@@ -1,7 +1,7 @@
 """The keys service's organization events tell metering each organisation's plan tier.
 
-Billing will publish plan changes of its own (tollgate.billing.subscription.*); they will feed
-the same table.
+Billing's plan changes arrive the same way: keys applies tollgate.billing.subscription.* to the
+organisation's plan and publishes tollgate.keys.organization.updated (ADR 0016).
 """
 
 import uuid
