@@ -1,6 +1,7 @@
 """Forwarding to upstreams: header hygiene, body limit, streaming, 502/504 problems."""
 
 import aiohttp
+import structlog
 import yarl
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -14,6 +15,8 @@ from tollgate_gateway.errors import (
     PayloadTooLargeError,
 )
 from tollgate_shared.errors import BadRequestError
+
+logger = structlog.get_logger(__name__)
 
 # The gateway's own server sets these on every response; the upstream's copies would duplicate.
 SERVER_SET = frozenset({"date", "server", "x-request-id"})
@@ -151,6 +154,8 @@ class UpstreamProxy:
         except TimeoutError as error:
             raise GatewayTimeoutError("The upstream did not answer in time.") from error
         except aiohttp.ClientError as error:
+            # The client sees a 502 problem; the operator needs the cause.
+            logger.warning("upstream unreachable", upstream=url.split("?")[0], error=repr(error))
             raise BadGatewayError("The upstream is unreachable.") from error
         response_headers = [
             (name.lower(), value)
@@ -180,6 +185,7 @@ async def _buffered(upstream: aiohttp.ClientResponse) -> Response:
     except TimeoutError as error:
         raise GatewayTimeoutError("The upstream did not finish its answer in time.") from error
     except aiohttp.ClientError as error:
+        logger.warning("upstream broke off its answer", error=repr(error))
         raise BadGatewayError("The upstream broke off its answer.") from error
     finally:
         upstream.release()
