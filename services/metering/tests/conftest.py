@@ -40,6 +40,7 @@ TABLES = {
     "usage_distinct_values_day": "true",
     # Gateway requests only, which other suites publish on a shared NATS.
     "request_analytics_hour": "false",
+    "request_analytics_day": "false",
 }
 
 

@@ -65,33 +65,38 @@ def random_calls(seed: int, count: int) -> list[Call]:
     ]
 
 
-async def rollup_rows(db, org_id: uuid.UUID) -> list[tuple[Any, ...]]:
+UNITS = ("hour", "day")
+
+
+async def rollup_rows(db, org_id: uuid.UUID, unit: str) -> list[tuple[Any, ...]]:
+    query = f"""
+        SELECT bucket_start, key_id, route, status, plan, requests, request_bytes,
+               response_bytes, latency_buckets, latency_counts
+        FROM metering.request_analytics_{unit}
+        WHERE org_id = :org_id ORDER BY 1, 2 NULLS FIRST, 3, 4, 5
+    """  # noqa: S608 (fixed names)
     async with db() as session:
-        result = await session.execute(
-            sa.text(
-                "SELECT bucket_start, key_id, route, status, plan, requests, request_bytes, "
-                "response_bytes, latency_histogram FROM metering.request_analytics_hour "
-                "WHERE org_id = :org_id ORDER BY 1, 2 NULLS FIRST, 3, 4, 5"
-            ),
-            {"org_id": org_id},
-        )
+        result = await session.execute(sa.text(query), {"org_id": org_id})
         return [tuple(row) for row in result.all()]
 
 
-def python_rollup(calls: list[Call], now: datetime) -> list[tuple[Any, ...]]:
+def python_rollup(calls: list[Call], now: datetime, unit: str) -> list[tuple[Any, ...]]:
     """The rollup rows computed here from the calls."""
     rows: dict[tuple[Any, ...], list[Any]] = {}
     for call in calls:
-        hour = (now - call.ago).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        bucket = (now - call.ago).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        if unit == "day":
+            bucket = bucket.replace(hour=0)
         plan = "unknown" if call.plan in (None, NO_PLAN) else call.plan
-        key = (hour, call.key_id, call.route, call.status, plan)
-        row = rows.setdefault(key, [0, 0, 0, [0] * histogram.HISTOGRAM_SIZE])
+        key = (bucket, call.key_id, call.route, call.status, plan)
+        row = rows.setdefault(key, [0, 0, 0, {}])
         row[0] += 1
         row[1] += call.request_bytes
         row[2] += call.response_bytes
-        row[3][histogram.position(call.latency_ms) - 1] += 1
+        position = histogram.position(call.latency_ms)
+        row[3][position] = row[3].get(position, 0) + 1
     return [
-        (*key, *values)
+        (*key, *values[:3], sorted(values[3]), [values[3][p] for p in sorted(values[3])])
         for key, values in sorted(
             rows.items(), key=lambda item: (item[0][0], item[0][1] is not None, item[0][1:])
         )
@@ -113,12 +118,13 @@ async def month(db, acme, globex) -> tuple[list[Call], datetime]:
 
 async def test_the_ingestion_writes_the_rollup_rows_of_the_stored_requests(db, acme, month):
     calls, now = month
-    assert await rollup_rows(db, acme.org_id) == python_rollup(calls, now)
+    for unit in UNITS:
+        assert await rollup_rows(db, acme.org_id, unit) == python_rollup(calls, now, unit)
 
 
 async def test_duplicates_add_nothing_to_the_rollup(client, db, acme, month):
     calls, now = month
-    before = await rollup_rows(db, acme.org_id)
+    before = await rollup_rows(db, acme.org_id, "hour")
     summary = await get(client, "/v1/analytics/summary", acme.user(), period="30d")
     # The same events again (same ids), some within a batch of new ones.
     new = random_calls(seed=19, count=5)
@@ -127,8 +133,9 @@ async def test_duplicates_add_nothing_to_the_rollup(client, db, acme, month):
             session, [call.cloud_event(acme.org_id, now) for call in calls[:200] + new]
         )
     await record(db, acme, calls[200:])
-    assert await rollup_rows(db, acme.org_id) == python_rollup(calls + new, now)
-    assert before != await rollup_rows(db, acme.org_id)
+    for unit in UNITS:
+        assert await rollup_rows(db, acme.org_id, unit) == python_rollup(calls + new, now, unit)
+    assert before != await rollup_rows(db, acme.org_id, "hour")
     again = await get(client, "/v1/analytics/summary", acme.user(), period="30d")
     assert again["requests"] == summary["requests"] + 5
 
@@ -186,15 +193,22 @@ def _migration_0005() -> Any:
 
 
 async def test_the_migrations_backfill_gives_the_rows_the_ingestion_wrote(db, acme, month):
-    written = await rollup_rows(db, acme.org_id)
-    async with db() as session, session.begin():
-        await session.execute(
-            sa.text("DELETE FROM metering.request_analytics_hour WHERE org_id = :org_id"),
-            {"org_id": acme.org_id},
-        )
-        # The migration's own statement, for this organisation only (a constant condition).
-        await session.execute(sa.text(_migration_0005().backfill_sql(f"org_id = '{acme.org_id}'")))
-    assert await rollup_rows(db, acme.org_id) == written
+    migration = _migration_0005()
+    for unit in UNITS:
+        written = await rollup_rows(db, acme.org_id, unit)
+        async with db() as session, session.begin():
+            await session.execute(
+                sa.text(
+                    f"DELETE FROM metering.request_analytics_{unit} "  # noqa: S608 (fixed names)
+                    "WHERE org_id = :org_id"
+                ),
+                {"org_id": acme.org_id},
+            )
+            # The migration's own statement, for this organisation only (a constant condition).
+            await session.execute(
+                sa.text(migration.backfill_sql(unit, f"org_id = '{acme.org_id}'"))
+            )
+        assert await rollup_rows(db, acme.org_id, unit) == written
 
 
 def test_estimated_percentiles_are_within_the_bound():

@@ -2,8 +2,9 @@
 
 The last hour reads the raw api_requests events the gateway reported (a few thousand rows even
 for a busy organisation; exact percentiles). A day and 30 days read the request analytics
-rollup (`request_analytics_hour`, ADR 0017) for the whole UTC hours of the period and the raw
-events for its two partial hours at the edges: counts, bytes and statuses are exact, latency
+rollups (ADR 0017): `request_analytics_day` for the whole UTC days of the period,
+`request_analytics_hour` for its other whole UTC hours, the raw events for its two partial hours
+at the edges: counts, bytes and statuses are exact, latency
 percentiles are estimated from the merged histograms (analytics/histogram.py: within 4.9 %).
 Raw events are kept 35 days (TOLLGATE_METERING_RAW_RETENTION_DAYS), so the edges of 30 days
 are always there.
@@ -91,7 +92,8 @@ _ROLLUP_GROUPS: dict[Grouping, str] = {
 
 _FRACTIONS = (0.5, 0.95, 0.99)
 
-# The whole hours from the rollup, the partial hours at the edges from the raw events; the
+# The whole UTC days from the day rollup, the other whole hours from the hour rollup, the
+# partial hours at the edges from the raw events; the
 # same figures as _QUERY, the latency as the merged histogram's (position, count) cells of each
 # group kept (only those groups' histograms are unnested).
 _ROLLUP_QUERY = """
@@ -107,9 +109,16 @@ WITH edge_calls AS (
 ),
 hours AS (
     SELECT {rollup_group} AS grp, status, requests, request_bytes, response_bytes,
-           latency_histogram
+           latency_buckets, latency_counts
+    FROM metering.request_analytics_day
+    WHERE {rollup_conditions} AND bucket_start >= :days_from AND bucket_start < :days_to
+    UNION ALL
+    SELECT {rollup_group} AS grp, status, requests, request_bytes, response_bytes,
+           latency_buckets, latency_counts
     FROM metering.request_analytics_hour
-    WHERE {rollup_conditions} AND bucket_start >= :hours_from AND bucket_start < :hours_to
+    WHERE {rollup_conditions}
+      AND ((bucket_start >= :hours_from AND bucket_start < :days_from)
+           OR (bucket_start >= :days_to AND bucket_start < :hours_to))
 ),
 parts AS (
     SELECT grp, status, requests, request_bytes, response_bytes FROM hours
@@ -143,10 +152,9 @@ cells AS (
     FROM (
         SELECT hours.grp, cell.position::int AS position, cell.requests
         FROM hours
-        CROSS JOIN LATERAL unnest(hours.latency_histogram)
-            WITH ORDINALITY AS cell(requests, position)
-        WHERE cell.requests > 0
-          AND EXISTS (SELECT FROM groups AS g WHERE g.grp IS NOT DISTINCT FROM hours.grp)
+        CROSS JOIN LATERAL unnest(hours.latency_buckets, hours.latency_counts)
+            AS cell(position, requests)
+        WHERE EXISTS (SELECT FROM groups AS g WHERE g.grp IS NOT DISTINCT FROM hours.grp)
         UNION ALL
         SELECT grp, position, 1 FROM edge_calls WHERE position IS NOT NULL
     ) AS all_cells
@@ -166,10 +174,15 @@ ORDER BY g.requests DESC, g.grp COLLATE "C" NULLS LAST
 """
 
 _HOUR = timedelta(hours=1)
+_DAY = timedelta(days=1)
 
 
 def _hour_floor(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _day_floor(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 class AnalyticsRepository:
@@ -224,6 +237,13 @@ class AnalyticsRepository:
         if hours_from < time_from:
             hours_from += _HOUR
         hours_to = max(_hour_floor(time_to), hours_from)
+        # Whole days inside the whole hours, if any (else an empty range at hours_to).
+        days_from = _day_floor(hours_from)
+        if days_from < hours_from:
+            days_from += _DAY
+        days_to = _day_floor(hours_to)
+        if days_to <= days_from:
+            days_from = days_to = hours_to
         conditions = ["type = :type", "source = 'gateway'"]
         rollup_conditions = []
         parameters: dict[str, Any] = {
@@ -232,6 +252,8 @@ class AnalyticsRepository:
             "time_to": time_to,
             "hours_from": hours_from,
             "hours_to": hours_to,
+            "days_from": days_from,
+            "days_to": days_to,
             "limit": limit,
         }
         if org_id is not None:

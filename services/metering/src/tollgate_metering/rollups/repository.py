@@ -13,7 +13,8 @@ The ingestion stages the events it stored, joined with their meters, in the temp
 `measured_usage_events` (one row per event and meter: MEASURE_STORED below); the statements here
 add those rows to every table, coarser ones included, so all of them move in one transaction.
 The gateway's api_requests among them are staged in `measured_requests` too (MEASURE_REQUESTS)
-and added to the request analytics rollup `request_analytics_hour` (migration 0005, ADR 0017).
+and added to the request analytics rollups `request_analytics_hour` and `_day` (migration 0005,
+ADR 0017).
 """
 
 import json
@@ -132,22 +133,27 @@ measured_requests_staged AS (
 )
 """  # noqa: S608 (constant fragments only)
 
-# The staged requests, added to the hour rollup in key order (no deadlock between two
-# transactions): per key the counts, bytes and the dense histogram of the positions.
-_ADD_TO_REQUEST_ANALYTICS = sa.text(
-    """
-INSERT INTO metering.request_analytics_hour AS rollup (
+
+def _add_to_request_analytics(unit: str) -> sa.TextClause:
+    """The staged requests, added to the hour or day rollup in key order (no deadlock between
+    two transactions): per key the counts, bytes and the sparse histogram, merged position by
+    position with the stored one."""
+    return sa.text(
+        f"""
+INSERT INTO metering.request_analytics_{unit} AS rollup (
     org_id, bucket_start, key_id, route, status, plan,
-    requests, request_bytes, response_bytes, latency_histogram
+    requests, request_bytes, response_bytes, latency_buckets, latency_counts
 )
 SELECT org_id, bucket_start, key_id, route, status, plan,
        sum(requests), sum(request_bytes), sum(response_bytes),
-       metering.latency_histogram(
-           array_agg(position) FILTER (WHERE position IS NOT NULL),
-           array_agg(requests) FILTER (WHERE position IS NOT NULL)
-       )
+       coalesce(array_agg(position::smallint ORDER BY position)
+           FILTER (WHERE position IS NOT NULL), '{{}}'),
+       coalesce(array_agg(requests ORDER BY position)
+           FILTER (WHERE position IS NOT NULL), '{{}}')
 FROM (
-    SELECT org_id, bucket_start, key_id, route, status, plan, position,
+    SELECT org_id, date_trunc('{unit}', bucket_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+               AS bucket_start,
+           key_id, route, status, plan, position,
            count(*) AS requests, sum(request_bytes) AS request_bytes,
            sum(response_bytes) AS response_bytes
     FROM measured_requests
@@ -159,11 +165,26 @@ ON CONFLICT (org_id, bucket_start, key_id, route, status, plan) DO UPDATE SET
     requests = rollup.requests + excluded.requests,
     request_bytes = rollup.request_bytes + excluded.request_bytes,
     response_bytes = rollup.response_bytes + excluded.response_bytes,
-    latency_histogram = metering.add_histograms(
-        rollup.latency_histogram, excluded.latency_histogram
+    latency_buckets = (
+        SELECT coalesce(array_agg(DISTINCT position ORDER BY position), '{{}}')
+        FROM unnest(rollup.latency_buckets || excluded.latency_buckets) AS cell(position)
+    ),
+    latency_counts = (
+        SELECT coalesce(array_agg(requests ORDER BY position), '{{}}')
+        FROM (
+            SELECT position, sum(requests)::bigint AS requests
+            FROM unnest(
+                rollup.latency_buckets || excluded.latency_buckets,
+                rollup.latency_counts || excluded.latency_counts
+            ) AS cell(position, requests)
+            GROUP BY position
+        ) AS merged
     )
-"""
-)
+"""  # noqa: S608 (constant fragments only)
+    )
+
+
+_ADD_TO_REQUEST_ANALYTICS = [_add_to_request_analytics(unit) for unit in ("hour", "day")]
 
 # Built-in meters are defined in code, not stored: the statements get them as parameters.
 BUILT_IN_METER_PARAMETERS = {
@@ -260,5 +281,6 @@ class RollupRepository:
 
     async def add_measured_requests(self) -> None:
         """Add the staged gateway requests (stored just now, and only those) to the request
-        analytics rollup; after the usage rollups, like every transaction."""
-        await self.session.execute(_ADD_TO_REQUEST_ANALYTICS)
+        analytics rollups, hour then day; after the usage rollups, like every transaction."""
+        for statement in _ADD_TO_REQUEST_ANALYTICS:
+            await self.session.execute(statement)
