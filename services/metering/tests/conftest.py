@@ -41,6 +41,7 @@ TABLES = {
     # Gateway requests only, which other suites publish on a shared NATS.
     "request_analytics_hour": "false",
     "request_analytics_day": "false",
+    "request_analytics_day_by": "false",
 }
 
 

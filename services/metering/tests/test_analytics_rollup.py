@@ -80,6 +80,44 @@ async def rollup_rows(db, org_id: uuid.UUID, unit: str) -> list[tuple[Any, ...]]
         return [tuple(row) for row in result.all()]
 
 
+async def by_dimension_rows(db, org_id: uuid.UUID) -> list[tuple[Any, ...]]:
+    query = """
+        SELECT bucket_start, dimension, grp, status, requests, request_bytes, response_bytes,
+               latency_buckets, latency_counts
+        FROM metering.request_analytics_day_by
+        WHERE org_id = :org_id ORDER BY 1, 2, 3 NULLS FIRST, 4
+    """
+    async with db() as session:
+        result = await session.execute(sa.text(query), {"org_id": org_id})
+        return [tuple(row) for row in result.all()]
+
+
+def python_by_dimension(calls: list[Call], now: datetime) -> list[tuple[Any, ...]]:
+    """The rows of request_analytics_day_by computed here from the calls."""
+    rows: dict[tuple[Any, ...], list[Any]] = {}
+    for call in calls:
+        day = (now - call.ago).astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        plan = "unknown" if call.plan in (None, NO_PLAN) else call.plan
+        for dimension, group in (
+            ("all", None),
+            ("key", call.key_id),
+            ("route", call.route),
+            ("plan", plan),
+        ):
+            row = rows.setdefault((day, dimension, group, call.status), [0, 0, 0, {}])
+            row[0] += 1
+            row[1] += call.request_bytes
+            row[2] += call.response_bytes
+            position = histogram.position(call.latency_ms)
+            row[3][position] = row[3].get(position, 0) + 1
+    return [
+        (*key, *values[:3], sorted(values[3]), [values[3][p] for p in sorted(values[3])])
+        for key, values in sorted(
+            rows.items(), key=lambda item: (item[0][:2], item[0][2] is not None, item[0][2:])
+        )
+    ]
+
+
 def python_rollup(calls: list[Call], now: datetime, unit: str) -> list[tuple[Any, ...]]:
     """The rollup rows computed here from the calls."""
     rows: dict[tuple[Any, ...], list[Any]] = {}
@@ -120,6 +158,7 @@ async def test_the_ingestion_writes_the_rollup_rows_of_the_stored_requests(db, a
     calls, now = month
     for unit in UNITS:
         assert await rollup_rows(db, acme.org_id, unit) == python_rollup(calls, now, unit)
+    assert await by_dimension_rows(db, acme.org_id) == python_by_dimension(calls, now)
 
 
 async def test_duplicates_add_nothing_to_the_rollup(client, db, acme, month):
@@ -135,6 +174,7 @@ async def test_duplicates_add_nothing_to_the_rollup(client, db, acme, month):
     await record(db, acme, calls[200:])
     for unit in UNITS:
         assert await rollup_rows(db, acme.org_id, unit) == python_rollup(calls + new, now, unit)
+    assert await by_dimension_rows(db, acme.org_id) == python_by_dimension(calls + new, now)
     assert before != await rollup_rows(db, acme.org_id, "hour")
     again = await get(client, "/v1/analytics/summary", acme.user(), period="30d")
     assert again["requests"] == summary["requests"] + 5
@@ -209,6 +249,17 @@ async def test_the_migrations_backfill_gives_the_rows_the_ingestion_wrote(db, ac
                 sa.text(migration.backfill_sql(unit, f"org_id = '{acme.org_id}'"))
             )
         assert await rollup_rows(db, acme.org_id, unit) == written
+    written = await by_dimension_rows(db, acme.org_id)
+    assert written
+    async with db() as session, session.begin():
+        await session.execute(
+            sa.text("DELETE FROM metering.request_analytics_day_by WHERE org_id = :org_id"),
+            {"org_id": acme.org_id},
+        )
+        await session.execute(
+            sa.text(migration.backfill_by_dimension_sql(f"org_id = '{acme.org_id}'"))
+        )
+    assert await by_dimension_rows(db, acme.org_id) == written
 
 
 def test_estimated_percentiles_are_within_the_bound():

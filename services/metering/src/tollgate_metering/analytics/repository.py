@@ -2,7 +2,8 @@
 
 The last hour reads the raw api_requests events the gateway reported (a few thousand rows even
 for a busy organisation; exact percentiles). A day and 30 days read the request analytics
-rollups (ADR 0017): `request_analytics_day` for the whole UTC days of the period,
+rollups (ADR 0017): `request_analytics_day` for the whole UTC days of the period (without
+filters `request_analytics_day_by`, the same per single dimension: far fewer rows),
 `request_analytics_hour` for its other whole UTC hours, the raw events for its two partial hours
 at the edges: counts, bytes and statuses are exact, latency
 percentiles are estimated from the merged histograms (analytics/histogram.py: within 4.9 %).
@@ -90,6 +91,17 @@ _ROLLUP_GROUPS: dict[Grouping, str] = {
     Dimension.PLAN: "plan",
 }
 
+# Without filters, whole days are read from request_analytics_day_by: the dimension's rows, and
+# the group in them.
+_BY_DIMENSION: dict[Grouping, tuple[str, str]] = {
+    None: ("all", "NULL::text"),
+    "organization": ("all", "org_id::text"),
+    Dimension.STATUS: ("all", "status::text"),
+    Dimension.KEY: ("key", "grp"),
+    Dimension.ROUTE: ("route", "grp"),
+    Dimension.PLAN: ("plan", "grp"),
+}
+
 _FRACTIONS = (0.5, 0.95, 0.99)
 
 # The whole UTC days from the day rollup, the other whole hours from the hour rollup, the
@@ -108,10 +120,10 @@ WITH edge_calls AS (
       AND ((time >= :time_from AND time < :hours_from) OR (time >= :hours_to AND time < :time_to))
 ),
 hours AS (
-    SELECT {rollup_group} AS grp, status, requests, request_bytes, response_bytes,
+    SELECT {day_group} AS grp, status, requests, request_bytes, response_bytes,
            latency_buckets, latency_counts
-    FROM metering.request_analytics_day
-    WHERE {rollup_conditions} AND bucket_start >= :days_from AND bucket_start < :days_to
+    FROM metering.request_analytics_{day_table}
+    WHERE {day_conditions} AND bucket_start >= :days_from AND bucket_start < :days_to
     UNION ALL
     SELECT {rollup_group} AS grp, status, requests, request_bytes, response_bytes,
            latency_buckets, latency_counts
@@ -268,12 +280,22 @@ class AnalyticsRepository:
             conditions.append("data->>'route' = :route")
             rollup_conditions.append("route = :route")
             parameters["route"] = filters.route
+        rollup_where = " AND ".join(rollup_conditions) or "TRUE"
+        if filters.key_id is None and filters.route is None:
+            day_table = "day_by"
+            parameters["dimension"], day_group = _BY_DIMENSION[group_by]
+            day_where = " AND ".join([*rollup_conditions, "dimension = :dimension"])
+        else:
+            day_table, day_group, day_where = "day", _ROLLUP_GROUPS[group_by], rollup_where
         query = _ROLLUP_QUERY.format(
             group=_GROUPS[group_by],
             rollup_group=_ROLLUP_GROUPS[group_by],
+            day_table=day_table,
+            day_group=day_group,
+            day_conditions=day_where,
             position=POSITION_SQL.format(latency="(data->>'latency_ms')::float8"),
             conditions=" AND ".join(conditions),
-            rollup_conditions=" AND ".join(rollup_conditions) or "TRUE",
+            rollup_conditions=rollup_where,
         )
         result = await self.session.execute(sa.text(query), parameters)
         rows = []

@@ -184,7 +184,59 @@ ON CONFLICT (org_id, bucket_start, key_id, route, status, plan) DO UPDATE SET
     )
 
 
-_ADD_TO_REQUEST_ANALYTICS = [_add_to_request_analytics(unit) for unit in ("hour", "day")]
+# The day rows per single dimension (migration 0005): each staged request once per dimension.
+_ADD_TO_REQUEST_ANALYTICS_BY_DIMENSION = sa.text(
+    """
+INSERT INTO metering.request_analytics_day_by AS rollup (
+    org_id, bucket_start, dimension, grp, status,
+    requests, request_bytes, response_bytes, latency_buckets, latency_counts
+)
+SELECT org_id, bucket_start, dimension, grp, status,
+       sum(requests), sum(request_bytes), sum(response_bytes),
+       coalesce(array_agg(position::smallint ORDER BY position)
+           FILTER (WHERE position IS NOT NULL), '{}'),
+       coalesce(array_agg(requests ORDER BY position)
+           FILTER (WHERE position IS NOT NULL), '{}')
+FROM (
+    SELECT org_id, date_trunc('day', bucket_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+               AS bucket_start,
+           by_dimension.dimension, by_dimension.grp, status, position,
+           count(*) AS requests, sum(request_bytes) AS request_bytes,
+           sum(response_bytes) AS response_bytes
+    FROM measured_requests
+    CROSS JOIN LATERAL (VALUES
+        ('all', NULL::text), ('key', key_id), ('route', route), ('plan', plan)
+    ) AS by_dimension(dimension, grp)
+    GROUP BY 1, 2, 3, 4, 5, 6
+) AS cells
+GROUP BY 1, 2, 3, 4, 5
+ORDER BY 1, 3, 2, 4, 5
+ON CONFLICT (org_id, dimension, bucket_start, grp, status) DO UPDATE SET
+    requests = rollup.requests + excluded.requests,
+    request_bytes = rollup.request_bytes + excluded.request_bytes,
+    response_bytes = rollup.response_bytes + excluded.response_bytes,
+    latency_buckets = (
+        SELECT coalesce(array_agg(DISTINCT position ORDER BY position), '{}')
+        FROM unnest(rollup.latency_buckets || excluded.latency_buckets) AS cell(position)
+    ),
+    latency_counts = (
+        SELECT coalesce(array_agg(requests ORDER BY position), '{}')
+        FROM (
+            SELECT position, sum(requests)::bigint AS requests
+            FROM unnest(
+                rollup.latency_buckets || excluded.latency_buckets,
+                rollup.latency_counts || excluded.latency_counts
+            ) AS cell(position, requests)
+            GROUP BY position
+        ) AS merged
+    )
+"""
+)
+
+_ADD_TO_REQUEST_ANALYTICS = [
+    *(_add_to_request_analytics(unit) for unit in ("hour", "day")),
+    _ADD_TO_REQUEST_ANALYTICS_BY_DIMENSION,
+]
 
 # Built-in meters are defined in code, not stored: the statements get them as parameters.
 BUILT_IN_METER_PARAMETERS = {
@@ -281,6 +333,7 @@ class RollupRepository:
 
     async def add_measured_requests(self) -> None:
         """Add the staged gateway requests (stored just now, and only those) to the request
-        analytics rollups, hour then day; after the usage rollups, like every transaction."""
+        analytics rollups (hour, day, day by dimension); after the usage rollups, like every
+        transaction."""
         for statement in _ADD_TO_REQUEST_ANALYTICS:
             await self.session.execute(statement)

@@ -58,6 +58,37 @@ def upgrade() -> None:
         )
         # The raw events stored so far (kept 35 days), as the ingestion adds them.
         op.execute(backfill_sql(unit))
+    # Per day, the requests of each status by one dimension only ('all': grp null, 'key',
+    # 'route', 'plan'): what a month's summary or breakdown without filters reads, a few rows
+    # per day and group instead of one per key, route, status and plan combination.
+    op.execute(
+        """
+        CREATE TABLE metering.request_analytics_day_by (
+            org_id uuid NOT NULL,
+            bucket_start timestamptz NOT NULL,
+            dimension text NOT NULL,
+            grp text,
+            status integer NOT NULL,
+            requests bigint NOT NULL,
+            request_bytes bigint NOT NULL,
+            response_bytes bigint NOT NULL,
+            latency_buckets smallint[] NOT NULL,
+            latency_counts bigint[] NOT NULL
+        )
+        """
+    )
+    op.execute(
+        """
+        CREATE UNIQUE INDEX request_analytics_day_by_dimension_key
+            ON metering.request_analytics_day_by (org_id, dimension, bucket_start, grp, status)
+            NULLS NOT DISTINCT
+        """
+    )
+    op.execute(
+        "CREATE INDEX request_analytics_day_by_dimension_bucket "
+        "ON metering.request_analytics_day_by (dimension, bucket_start)"
+    )
+    op.execute(backfill_by_dimension_sql())
 
 
 def backfill_sql(unit: str, condition: str = "TRUE") -> str:
@@ -90,6 +121,41 @@ def backfill_sql(unit: str, condition: str = "TRUE") -> str:
         """  # noqa: S608 (constant text only)
 
 
+def backfill_by_dimension_sql(condition: str = "TRUE") -> str:
+    """The rows of request_analytics_day_by of the stored gateway requests matching a constant
+    SQL condition."""
+    position = _POSITION.format(latency="(data->>'latency_ms')::float8")
+    return f"""
+        INSERT INTO metering.request_analytics_day_by
+        SELECT org_id, bucket_start, dimension, grp, status,
+               sum(requests), sum(request_bytes), sum(response_bytes),
+               coalesce(array_agg(position::smallint ORDER BY position)
+                   FILTER (WHERE position IS NOT NULL), '{{}}'),
+               coalesce(array_agg(requests ORDER BY position)
+                   FILTER (WHERE position IS NOT NULL), '{{}}')
+        FROM (
+            SELECT org_id,
+                   date_trunc('day', time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                       AS bucket_start,
+                   by_dimension.dimension, by_dimension.grp,
+                   (data->>'status')::int AS status,
+                   {position} AS position,
+                   count(*) AS requests,
+                   coalesce(sum((data->>'request_bytes')::bigint), 0) AS request_bytes,
+                   coalesce(sum((data->>'response_bytes')::bigint), 0) AS response_bytes
+            FROM metering.usage_events
+            CROSS JOIN LATERAL (VALUES
+                ('all', NULL::text), ('key', data->>'key_id'), ('route', data->>'route'),
+                ('plan', coalesce(data->>'plan', 'unknown'))
+            ) AS by_dimension(dimension, grp)
+            WHERE type = 'api_requests' AND source = 'gateway' AND ({condition})
+            GROUP BY 1, 2, 3, 4, 5, 6
+        ) AS cells
+        GROUP BY 1, 2, 3, 4, 5
+        """  # noqa: S608 (constant text only)
+
+
 def downgrade() -> None:
+    op.execute("DROP TABLE metering.request_analytics_day_by")
     for unit in reversed(UNITS):
         op.execute(f"DROP TABLE metering.request_analytics_{unit}")
