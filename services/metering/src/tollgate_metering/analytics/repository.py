@@ -272,6 +272,16 @@ class AnalyticsRepository:
             conditions.insert(0, "org_id = :org_id")
             rollup_conditions.append("org_id = :org_id")
             parameters["org_id"] = org_id
+        else:
+            # Every organisation (the platform view): the raw events have no index on time
+            # alone, but any organisation with requests in an edge hour has an hour row there,
+            # so the events are looked up per organisation in the (org, type, time) index.
+            conditions.insert(
+                0,
+                "org_id IN (SELECT org_id FROM metering.request_analytics_hour"
+                " WHERE bucket_start IN (:edge_hour_from, :hours_to))",
+            )
+            parameters["edge_hour_from"] = _hour_floor(time_from)
         if filters.key_id is not None:
             conditions.append("data->>'key_id' = :key_id")
             rollup_conditions.append("key_id = :key_id")
