@@ -38,6 +38,10 @@ TABLES = {
     "usage_rollups_day": "meter_key <> 'api_requests'",
     "usage_distinct_values_hour": "true",
     "usage_distinct_values_day": "true",
+    # Gateway requests only, which other suites publish on a shared NATS.
+    "request_analytics_hour": "false",
+    "request_analytics_day": "false",
+    "request_analytics_day_by": "false",
 }
 
 

@@ -53,7 +53,7 @@ class TrafficRow:
     group: str | None
     requests: int
     successes: int
-    latency_percentiles: tuple[float, float, float]  # p50, p95, p99
+    latency_percentiles: tuple[float | None, float | None, float | None]  # p50, p95, p99
     request_bytes: int
     response_bytes: int
     errors_by_status: list[tuple[int, int]]  # (status, requests), by status

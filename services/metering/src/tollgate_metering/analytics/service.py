@@ -71,6 +71,7 @@ async def summary(
         filters=filters,
         group_by=None,
         limit=1,
+        from_rollup=period != Period.HOUR,
     )
     return AnalyticsSummary(
         period=period,
@@ -100,6 +101,7 @@ async def breakdown(
         filters=filters,
         group_by=by,
         limit=MAX_GROUPS,
+        from_rollup=period != Period.HOUR,
     )
     return AnalyticsBreakdown(
         period=period,
@@ -125,6 +127,7 @@ async def organizations_overview(
         filters=TrafficFilters(),
         group_by="organization",
         limit=MAX_GROUPS,
+        from_rollup=period != Period.HOUR,
     )
     data = []
     for row in rows:

@@ -15,6 +15,7 @@ from tollgate_metering.ingestion.models import UsageEvent
 from tollgate_metering.ingestion.schemas import EventFilters, NewEvent, Source
 from tollgate_metering.rollups.repository import (
     BUILT_IN_METER_PARAMETERS,
+    MEASURE_REQUESTS,
     MEASURE_STORED,
     STAGING_TABLES,
     RollupRepository,
@@ -38,9 +39,10 @@ WITH stored AS (
 ),
 """
 _COUNT = """
-SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM measured WHERE has_distinct)
+SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM measured WHERE has_distinct),
+       (SELECT count(*) FROM measured_requests_staged)
 """
-_STORE_STAGED = sa.text(_STORE + MEASURE_STORED + _COUNT)
+_STORE_STAGED = sa.text(_STORE + MEASURE_STORED + ",\n" + MEASURE_REQUESTS + _COUNT)
 
 
 class UsageEventRepository:
@@ -80,7 +82,7 @@ class UsageEventRepository:
                     await copy.write_row(
                         (org_id, event.id, event.type, event.subject, event.time, event.data_json)
                     )
-        stored, distinct = (
+        stored, distinct, requests = (
             await self.session.execute(
                 _STORE_STAGED, {"source": source, **BUILT_IN_METER_PARAMETERS}
             )
@@ -89,6 +91,8 @@ class UsageEventRepository:
             await RollupRepository(self.session).add_measured_events(
                 with_distinct_values=distinct > 0
             )
+            if requests:
+                await RollupRepository(self.session).add_measured_requests()
             # The entitlements of these meters are evaluated again once this commits.
             await mark_measured(self.session)
         return int(stored)

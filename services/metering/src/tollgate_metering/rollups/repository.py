@@ -12,6 +12,9 @@ missing property being null (ADR 0012).
 The ingestion stages the events it stored, joined with their meters, in the temporary table
 `measured_usage_events` (one row per event and meter: MEASURE_STORED below); the statements here
 add those rows to every table, coarser ones included, so all of them move in one transaction.
+The gateway's api_requests among them are staged in `measured_requests` too (MEASURE_REQUESTS)
+and added to the request analytics rollups `request_analytics_hour` and `_day` (migration 0005,
+ADR 0017).
 """
 
 import json
@@ -20,7 +23,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollgate_metering.meters.built_in import BUILT_IN_METERS
+from tollgate_metering.analytics.histogram import POSITION_SQL
+from tollgate_metering.meters.built_in import API_REQUESTS, BUILT_IN_METERS
 
 # Per transaction scratch space of the connection: temporary tables, emptied at every commit
 # (and here, in case an earlier insert of the same transaction left rows). Created when missing,
@@ -46,8 +50,20 @@ CREATE TEMPORARY TABLE IF NOT EXISTS measured_usage_events (
     value numeric,
     distinct_value jsonb
 ) ON COMMIT DELETE ROWS;
+CREATE TEMPORARY TABLE IF NOT EXISTS measured_requests (
+    org_id uuid NOT NULL,
+    bucket_start timestamptz NOT NULL,
+    key_id text,
+    route text,
+    status integer NOT NULL,
+    plan text NOT NULL,
+    position integer,
+    request_bytes bigint NOT NULL,
+    response_bytes bigint NOT NULL
+) ON COMMIT DELETE ROWS;
 DELETE FROM incoming_usage_events;
 DELETE FROM measured_usage_events;
+DELETE FROM measured_requests;
 """
 
 # Follows a CTE `stored` (the rows an insert into usage_events just stored: org_id, id, type,
@@ -94,6 +110,133 @@ measured AS (
     RETURNING distinct_value IS NOT NULL AS has_distinct
 )
 """
+
+# Follows MEASURE_STORED: stages the gateway's api_requests among the stored rows for the request
+# analytics rollup (ADR 0017), one row per request with its latency's histogram position. Ends
+# with the CTE `measured_requests_staged` (one row per staged request).
+MEASURE_REQUESTS = f"""
+measured_requests_staged AS (
+    INSERT INTO measured_requests
+    SELECT
+        org_id,
+        date_trunc('hour', time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+        data->>'key_id',
+        data->>'route',
+        (data->>'status')::int,
+        coalesce(data->>'plan', 'unknown'),
+        {POSITION_SQL.format(latency="(data->>'latency_ms')::float8")},
+        coalesce((data->>'request_bytes')::bigint, 0),
+        coalesce((data->>'response_bytes')::bigint, 0)
+    FROM stored
+    WHERE type = '{API_REQUESTS}' AND CAST(:source AS text) = 'gateway'
+    RETURNING 1
+)
+"""  # noqa: S608 (constant fragments only)
+
+
+def _add_to_request_analytics(unit: str) -> sa.TextClause:
+    """The staged requests, added to the hour or day rollup in key order (no deadlock between
+    two transactions): per key the counts, bytes and the sparse histogram, merged position by
+    position with the stored one."""
+    return sa.text(
+        f"""
+INSERT INTO metering.request_analytics_{unit} AS rollup (
+    org_id, bucket_start, key_id, route, status, plan,
+    requests, request_bytes, response_bytes, latency_buckets, latency_counts
+)
+SELECT org_id, bucket_start, key_id, route, status, plan,
+       sum(requests), sum(request_bytes), sum(response_bytes),
+       coalesce(array_agg(position::smallint ORDER BY position)
+           FILTER (WHERE position IS NOT NULL), '{{}}'),
+       coalesce(array_agg(requests ORDER BY position)
+           FILTER (WHERE position IS NOT NULL), '{{}}')
+FROM (
+    SELECT org_id, date_trunc('{unit}', bucket_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+               AS bucket_start,
+           key_id, route, status, plan, position,
+           count(*) AS requests, sum(request_bytes) AS request_bytes,
+           sum(response_bytes) AS response_bytes
+    FROM measured_requests
+    GROUP BY 1, 2, 3, 4, 5, 6, 7
+) AS cells
+GROUP BY 1, 2, 3, 4, 5, 6
+ORDER BY 1, 2, 3, 4, 5, 6
+ON CONFLICT (org_id, bucket_start, key_id, route, status, plan) DO UPDATE SET
+    requests = rollup.requests + excluded.requests,
+    request_bytes = rollup.request_bytes + excluded.request_bytes,
+    response_bytes = rollup.response_bytes + excluded.response_bytes,
+    latency_buckets = (
+        SELECT coalesce(array_agg(DISTINCT position ORDER BY position), '{{}}')
+        FROM unnest(rollup.latency_buckets || excluded.latency_buckets) AS cell(position)
+    ),
+    latency_counts = (
+        SELECT coalesce(array_agg(requests ORDER BY position), '{{}}')
+        FROM (
+            SELECT position, sum(requests)::bigint AS requests
+            FROM unnest(
+                rollup.latency_buckets || excluded.latency_buckets,
+                rollup.latency_counts || excluded.latency_counts
+            ) AS cell(position, requests)
+            GROUP BY position
+        ) AS merged
+    )
+"""  # noqa: S608 (constant fragments only)
+    )
+
+
+# The day rows per single dimension (migration 0005): each staged request once per dimension.
+_ADD_TO_REQUEST_ANALYTICS_BY_DIMENSION = sa.text(
+    """
+INSERT INTO metering.request_analytics_day_by AS rollup (
+    org_id, bucket_start, dimension, grp, status,
+    requests, request_bytes, response_bytes, latency_buckets, latency_counts
+)
+SELECT org_id, bucket_start, dimension, grp, status,
+       sum(requests), sum(request_bytes), sum(response_bytes),
+       coalesce(array_agg(position::smallint ORDER BY position)
+           FILTER (WHERE position IS NOT NULL), '{}'),
+       coalesce(array_agg(requests ORDER BY position)
+           FILTER (WHERE position IS NOT NULL), '{}')
+FROM (
+    SELECT org_id, date_trunc('day', bucket_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+               AS bucket_start,
+           by_dimension.dimension, by_dimension.grp, status, position,
+           count(*) AS requests, sum(request_bytes) AS request_bytes,
+           sum(response_bytes) AS response_bytes
+    FROM measured_requests
+    CROSS JOIN LATERAL (VALUES
+        ('all', NULL::text), ('key', key_id), ('route', route), ('plan', plan)
+    ) AS by_dimension(dimension, grp)
+    GROUP BY 1, 2, 3, 4, 5, 6
+) AS cells
+GROUP BY 1, 2, 3, 4, 5
+ORDER BY 1, 3, 2, 4, 5
+ON CONFLICT (org_id, dimension, bucket_start, grp, status) DO UPDATE SET
+    requests = rollup.requests + excluded.requests,
+    request_bytes = rollup.request_bytes + excluded.request_bytes,
+    response_bytes = rollup.response_bytes + excluded.response_bytes,
+    latency_buckets = (
+        SELECT coalesce(array_agg(DISTINCT position ORDER BY position), '{}')
+        FROM unnest(rollup.latency_buckets || excluded.latency_buckets) AS cell(position)
+    ),
+    latency_counts = (
+        SELECT coalesce(array_agg(requests ORDER BY position), '{}')
+        FROM (
+            SELECT position, sum(requests)::bigint AS requests
+            FROM unnest(
+                rollup.latency_buckets || excluded.latency_buckets,
+                rollup.latency_counts || excluded.latency_counts
+            ) AS cell(position, requests)
+            GROUP BY position
+        ) AS merged
+    )
+"""
+)
+
+_ADD_TO_REQUEST_ANALYTICS = [
+    *(_add_to_request_analytics(unit) for unit in ("hour", "day")),
+    _ADD_TO_REQUEST_ANALYTICS_BY_DIMENSION,
+]
 
 # Built-in meters are defined in code, not stored: the statements get them as parameters.
 BUILT_IN_METER_PARAMETERS = {
@@ -186,4 +329,11 @@ class RollupRepository:
             for statement in _ADD_DISTINCT_VALUES:
                 await self.session.execute(statement)
         for statement in _ADD_TO_ROLLUPS:
+            await self.session.execute(statement)
+
+    async def add_measured_requests(self) -> None:
+        """Add the staged gateway requests (stored just now, and only those) to the request
+        analytics rollups (hour, day, day by dimension); after the usage rollups, like every
+        transaction."""
+        for statement in _ADD_TO_REQUEST_ANALYTICS:
             await self.session.execute(statement)
