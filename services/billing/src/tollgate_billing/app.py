@@ -13,6 +13,7 @@ from tollgate_billing.catalog.service import seed_catalog
 from tollgate_billing.config import SERVICE, BillingSettings
 from tollgate_billing.customers.endpoints import router as customer_router
 from tollgate_billing.customers.handlers import organizations_consumer
+from tollgate_billing.invoices.metering_usage import MeteringUsageClient
 from tollgate_billing.subscriptions.endpoints import router as subscription_router
 from tollgate_billing.subscriptions.roller import roll_periods_forever
 from tollgate_shared.app import ServiceRuntime, create_service_app
@@ -56,4 +57,7 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
         on_startup=on_startup,
     )
     app.state.settings = settings
+    app.state.metering_usage = MeteringUsageClient(
+        base_url=settings.metering_url, private_key=settings.identity_private_key
+    )
     return app
