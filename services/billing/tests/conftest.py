@@ -34,6 +34,10 @@ TABLES = {
     "pending_invoice_items": "customer_id IN (SELECT id FROM billing.customers"
     " WHERE org_id::text = ANY(:orgs))",
     "outbox": "payload->>'orgid' = ANY(:orgs)",
+    "invoices": "org_id::text = ANY(:orgs)",
+    "invoice_lines": "invoice_id IN (SELECT id FROM billing.invoices"
+    " WHERE org_id::text = ANY(:orgs))",
+    "invoice_number_sequences": "true",
 }
 DEADLINE_SECONDS = 15.0
 

@@ -41,6 +41,13 @@ class BillingSettings(ServiceSettings):
     # How often the period roller looks for ended periods and trials (every replica runs one).
     period_roll_interval_seconds: float = Field(30.0, gt=0, le=3600)
 
+    # A period's invoice is finalized this long after the period ended, so usage events that
+    # arrive late (the gateway's spool, a client's retry queue) are still on it. Events about
+    # the period that metering stores later than this are on no invoice (ADR 0018).
+    usage_grace_seconds: int = Field(3600, ge=0, le=7 * 86400)
+    # How often the period close job looks for periods to invoice (every replica runs one).
+    period_close_interval_seconds: float = Field(60.0, gt=0, le=3600)
+
     # Metering's base URL: invoices read each period's usage from its GET /internal/v1/usage.
     metering_url: str = Field(pattern=r"^https?://[^\s]+$")
     # Billing's own Ed25519 key (ADR 0018): it signs the service tokens of its calls to

@@ -28,4 +28,6 @@ def migrated_test_settings(
         organizations_consumer_name=organizations_consumer_name,
         metering_url=metering_url,
         identity_private_key=identity_private_key or generate_keypair()[0],
+        # Tests close periods themselves, at chosen instants, against their own metering.
+        period_close_interval_seconds=3600,
     )
