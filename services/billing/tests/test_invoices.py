@@ -1,12 +1,14 @@
 """Invoices from subscription periods and metering's usage: the close job, the API, reconciling."""
 
 import asyncio
+import io
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
+from pypdf import PdfReader
 
 from tollgate_billing.catalog.schemas import MeteredCharge, PlanCreate
 from tollgate_billing.catalog.service import create_plan
@@ -295,4 +297,29 @@ async def test_concurrent_closers_bill_each_period_once_with_gapless_numbers(
     # Every number taken is on exactly one invoice: none skipped, none twice.
     assert sorted(int(number.removeprefix("INV-")) for number in numbers) == list(
         range(1, last + 1)
+    )
+
+
+async def test_the_pdf_reads_back_with_number_lines_and_total(
+    client, db, billing_app, metering, acme, globex
+):
+    await ended_period(db, acme, await metered_plan(db))
+    await metering.store(
+        acme.org_id,
+        *[("api_requests", "k", START + timedelta(hours=1, seconds=n), REQUEST) for n in range(4)],
+    )
+    [invoice_id] = await close(db, billing_app, END + GRACE)
+    invoice = (await client.get(f"/v1/billing/invoices/{invoice_id}", headers=acme.user())).json()
+    response = await client.get(f"/v1/billing/invoices/{invoice_id}/pdf", headers=acme.user())
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/pdf"
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages)
+    assert invoice["number"] in text
+    assert "Metered (monthly)" in text
+    assert "api_requests: 4 (2 included)" in text
+    # $10 fee + 2 billable x $0.005 = $0.01.
+    assert "10.00 USD" in text
+    assert "Total: 10.01 USD" in text
+    assert_problem(
+        await client.get(f"/v1/billing/invoices/{invoice_id}/pdf", headers=globex.user()), 404
     )

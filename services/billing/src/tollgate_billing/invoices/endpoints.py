@@ -1,8 +1,9 @@
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime
 
 from tollgate_billing.auth import CatalogAdmin, OrgReader
@@ -11,6 +12,7 @@ from tollgate_billing.db_types import utcnow
 from tollgate_billing.invoices import service
 from tollgate_billing.invoices.closer import close_periods
 from tollgate_billing.invoices.metering_usage import MeteringUsageClient
+from tollgate_billing.invoices.pdf import render_invoice_pdf
 from tollgate_billing.invoices.repository import InvoiceRepository
 from tollgate_billing.invoices.schemas import (
     InvoicePage,
@@ -54,6 +56,23 @@ async def upcoming_invoice(
     assert identity.org_id is not None
     return await service.upcoming_invoice(
         session, org_id=identity.org_id, metering=metering, now=utcnow()
+    )
+
+
+@router.get(
+    "/{invoice_id}/pdf",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}, "description": "The invoice as a PDF"}},
+)
+async def invoice_pdf(invoice_id: uuid.UUID, identity: OrgReader, session: SessionDep) -> Response:
+    """The issued invoice as a PDF document."""
+    assert identity.org_id is not None
+    invoice = await service.read_invoice(session, org_id=identity.org_id, invoice_id=invoice_id)
+    document = await asyncio.to_thread(render_invoice_pdf, invoice)  # CPU work off the loop
+    return Response(
+        document,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{invoice.number}.pdf"'},
     )
 
 
