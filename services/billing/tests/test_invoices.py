@@ -62,7 +62,7 @@ async def test_a_period_is_invoiced_once_with_metering_quantities_line_by_line(
     await metering.store(
         acme.org_id,
         *[("api_requests", "k", START + timedelta(seconds=18 + n), REQUEST) for n in range(7)],
-        ("api_requests", "k", START + timedelta(seconds=17), REQUEST),  # the minute before
+        ("api_requests", "k", START - timedelta(seconds=43), REQUEST),  # the minute before
         ("api_requests", "k", END + timedelta(seconds=18), REQUEST),  # the next period
         ("api_requests", "k", START + timedelta(days=3), {"route": "usage"}),  # Tollgate's own
     )
@@ -83,8 +83,8 @@ async def test_a_period_is_invoiced_once_with_metering_quantities_line_by_line(
     )
     assert invoice["period_start"].startswith("2026-03-14T10:47:42")
     assert invoice["period_end"].startswith("2026-04-14T10:47:42")
-    assert invoice["usage_from"].startswith("2026-03-14T10:48:00")
-    assert invoice["usage_to"].startswith("2026-04-14T10:48:00")
+    assert invoice["usage_from"].startswith("2026-03-14T10:47:00")
+    assert invoice["usage_to"].startswith("2026-04-14T10:47:00")
     lines = [(line["kind"], line["quantity"], line["amount"]) for line in invoice["lines"]]
     # 7 requests in the period, 2 included: 5 x $0.005 = $0.025 → 2 cents (half to even).
     assert lines == [("base_fee", None, 1000), ("metered", "7", 2)]
@@ -205,6 +205,25 @@ async def test_a_change_now_bills_its_prorations_on_the_period_it_ended(
     assert left == 0  # both items are on the invoice, marked
 
 
+async def test_voiding_keeps_the_number_and_refuses_a_later_payment(
+    client, db, billing_app, metering, acme, operator
+):
+    await ended_period(db, acme, "free")
+    [invoice_id] = await close(db, billing_app, END + GRACE)
+    voided = await client.post(f"/v1/billing/admin/invoices/{invoice_id}/void", headers=operator)
+    assert voided.status_code == 200, voided.text
+    assert voided.json()["state"] == "void"
+    again = await client.post(f"/v1/billing/admin/invoices/{invoice_id}/void", headers=operator)
+    assert again.json()["voided_at"] == voided.json()["voided_at"]
+    assert_problem(
+        await client.post(f"/v1/billing/admin/invoices/{invoice_id}/pay", headers=operator),
+        409,
+        "invoice-state",
+    )
+    shown = (await client.get(f"/v1/billing/invoices/{invoice_id}", headers=acme.user())).json()
+    assert (shown["state"], shown["number"]) == ("void", voided.json()["number"])
+
+
 async def test_paying_and_voiding_in_ledger_mode(client, db, billing_app, metering, acme, operator):
     await ended_period(db, acme, "free")
     [invoice_id] = await close(db, billing_app, END + GRACE)
@@ -217,6 +236,22 @@ async def test_paying_and_voiding_in_ledger_mode(client, db, billing_app, meteri
     again = await client.post(pay, headers=operator)
     assert (again.status_code, again.json()["paid_at"]) == (200, paid.json()["paid_at"])
     assert_problem(await client.post(void, headers=operator), 409, "invoice-state")
+    async with db() as session:
+        events = (
+            await session.execute(
+                sa.text(
+                    "SELECT subject, payload->'data'->>'state' FROM billing.outbox"
+                    " WHERE payload->>'orgid' = :org AND subject LIKE 'tollgate.billing.invoice.%'"
+                    " ORDER BY position"
+                ),
+                {"org": str(acme.org_id)},
+            )
+        ).all()
+    # Paying twice published once.
+    assert [tuple(row) for row in events] == [
+        ("tollgate.billing.invoice.finalized", "open"),
+        ("tollgate.billing.invoice.paid", "paid"),
+    ]
     assert_problem(
         await client.post(f"/v1/billing/admin/invoices/{uuid.uuid4()}/pay", headers=operator),
         404,
@@ -323,3 +358,36 @@ async def test_the_pdf_reads_back_with_number_lines_and_total(
     assert_problem(
         await client.get(f"/v1/billing/invoices/{invoice_id}/pdf", headers=globex.user()), 404
     )
+
+
+async def test_a_change_in_the_second_the_period_started_makes_the_draft_its_own(db, acme):
+    """Signup then an upgrade within the same second: the free period lasted no time, so its
+    draft becomes the trial's (no base fee), not a second draft of the same start."""
+    from tollgate_billing.subscriptions.models import Interval
+    from tollgate_billing.subscriptions.schemas import Moment
+    from tollgate_billing.subscriptions.service import change_plan
+
+    from .subscription_helpers import load
+
+    await new_subscription(db, org_id=acme.org_id, plan="free", now=START)
+    async with db() as session, session.begin():
+        await change_plan(
+            session,
+            subscription=await load(session, acme.org_id),
+            plan_key="pro",
+            interval=Interval.MONTH,
+            at=Moment.NOW,
+            now=START + timedelta(microseconds=300_000),
+            default_plan="free",
+        )
+    async with db() as session:
+        drafts = (
+            await session.execute(
+                sa.text(
+                    "SELECT plan_key, base_fee_due, ended_at, period_end - period_start"
+                    " FROM billing.invoices WHERE org_id = :org"
+                ),
+                {"org": acme.org_id},
+            )
+        ).all()
+    assert [tuple(row) for row in drafts] == [("pro", False, None, timedelta(days=14))]

@@ -1,8 +1,11 @@
 """Billing's client of metering: an organisation's usage over one billing period.
 
 Metering's rollups are per minute, so usage is attributed by the minute an event falls in. A
-period [start, end) is read as [start, end) rounded up to whole minutes: consecutive periods
-share their edge, so every minute (and every event) lands in exactly one period's invoice.
+period [start, end) is read as [start, end) rounded down to whole minutes: the minute in which
+a period starts belongs to it (usage right after a plan change is the new period's), and
+consecutive periods share their edge, so every minute (and every event) lands in exactly one
+period's invoice. A running period (the upcoming invoice) is read up to the end of the current
+minute, so it includes everything so far.
 """
 
 import uuid
@@ -20,9 +23,18 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def usage_minute(moment: datetime) -> datetime:
-    """The first whole minute at or after moment: where a period's usage starts or ends."""
-    floor = _EPOCH + (moment - _EPOCH) // _MINUTE * _MINUTE
-    return floor if floor == moment else floor + _MINUTE
+    """The minute moment falls in: where a period's usage starts or ends."""
+    return _EPOCH + (moment - _EPOCH) // _MINUTE * _MINUTE
+
+
+def usage_window(
+    period_start: datetime, period_end: datetime, *, running: bool = False
+) -> tuple[datetime, datetime]:
+    """The whole minutes whose usage a period bills; a running period's up to now inclusive."""
+    end = usage_minute(period_end)
+    if running and end != period_end:
+        end += _MINUTE
+    return usage_minute(period_start), end
 
 
 class MeteringUnavailableError(ServiceUnavailableError):
@@ -56,9 +68,16 @@ class MeteringUsageClient:
         self._timeout = timeout_seconds
 
     async def period_usage(
-        self, *, org_id: uuid.UUID, period_start: datetime, period_end: datetime
+        self,
+        *,
+        org_id: uuid.UUID,
+        period_start: datetime,
+        period_end: datetime,
+        running: bool = False,
     ) -> PeriodUsage:
-        usage_from, usage_to = usage_minute(period_start), usage_minute(period_end)
+        """The usage of the period [period_start, period_end) (usage_window); running: the
+        period is still going on, period_end is now."""
+        usage_from, usage_to = usage_window(period_start, period_end, running=running)
         if usage_to <= usage_from:  # a period shorter than a minute inside one minute
             return PeriodUsage(usage_from, usage_to, {})
         token = self._signer.sign({"ptype": "service", "sub": "billing"})

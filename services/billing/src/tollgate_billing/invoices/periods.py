@@ -11,20 +11,35 @@ from tollgate_billing.subscriptions.models import Subscription
 
 
 async def track_period(
-    session: AsyncSession, *, subscription: Subscription, plan: Plan, base_fee_due: bool
+    session: AsyncSession,
+    *,
+    subscription: Subscription,
+    plan: Plan,
+    base_fee_due: bool,
+    restarted: bool = False,
 ) -> None:
     """Open the draft of the subscription's current period (once) and end the one before it
     where this one starts (an immediate change ends a period early).
 
     base_fee_due is False when a proration charge already bills the period's fee (an
-    immediate interval switch started it) or the period is a trial."""
+    immediate interval switch started it) or the period is a trial. restarted: a change just
+    restarted the period, possibly within the second the previous one started (that one then
+    lasted no time, and its draft becomes this period's)."""
     start = subscription.current_period_start
-    exists = await session.scalar(
-        select(Invoice.id)
-        .where(col(Invoice.subscription_id) == subscription.id)
-        .where(col(Invoice.period_start) == start)
-    )
-    if exists is not None:
+    existing = (
+        await session.execute(
+            select(Invoice)
+            .where(col(Invoice.subscription_id) == subscription.id)
+            .where(col(Invoice.period_start) == start)
+        )
+    ).scalar_one_or_none()
+    if existing is not None:
+        if restarted and existing.state == InvoiceState.DRAFT and existing.ended_at is None:
+            existing.plan_key, existing.interval = plan.key, subscription.interval
+            existing.currency, existing.period_end = plan.currency, subscription.current_period_end
+            existing.base_fee_due = base_fee_due and subscription.status != "trialing"
+            session.add(existing)
+            await session.flush()
         return
     await session.execute(
         sa.update(Invoice)

@@ -104,7 +104,10 @@ async def compute_invoice(
             )
         add(InvoiceLineKind.PRORATION, item.description, item.amount, pending_item_id=item.id)
     usage = await metering.period_usage(
-        org_id=invoice.org_id, period_start=invoice.period_start, period_end=usage_until
+        org_id=invoice.org_id,
+        period_start=invoice.period_start,
+        period_end=usage_until,
+        running=invoice.ended_at is None,
     )
     for meter, charge_terms in sorted(metered_charges_of(plan).items()):
         quantity = usage.of(meter)

@@ -121,12 +121,17 @@ async def change_plan(
         raise PlanArchivedError(f"The plan '{target.key}' is no longer on sale.")
     current = await _plan(session, subscription.plan_key)
     credit = unused_credit(subscription, current, now=now)
+    period_before = (subscription.current_period_start, subscription.current_period_end)
     _move(subscription, target, wanted, now=now)
     subscription.scheduled_plan_key = subscription.scheduled_interval = None
     subscription.cancel_at_period_end = False
     await _changed(session, subscription, target, BillingEvent.SUBSCRIPTION_UPDATED, now=now)
     # A period the change started is billed by its proration charge, not a base fee.
-    await track_period(session, subscription=subscription, plan=target, base_fee_due=False)
+    period_after = (subscription.current_period_start, subscription.current_period_end)
+    if period_after != period_before:
+        await track_period(
+            session, subscription=subscription, plan=target, base_fee_due=False, restarted=True
+        )
     charge = remaining_charge(subscription, target, now=now)
     items = [item for item in (credit, charge) if item is not None]
     for item in items:
@@ -172,7 +177,9 @@ async def cancel(
     credit = unused_credit(subscription, current, now=now)
     default = await _move_to_default(session, subscription, default_plan, at_moment=now)
     await _changed(session, subscription, default, BillingEvent.SUBSCRIPTION_CANCELED, now=now)
-    await track_period(session, subscription=subscription, plan=default, base_fee_due=True)
+    await track_period(
+        session, subscription=subscription, plan=default, base_fee_due=True, restarted=True
+    )
     items = [credit] if credit is not None else []
     for item in items:
         item.subscription_version = subscription.version
