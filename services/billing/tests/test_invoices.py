@@ -391,3 +391,26 @@ async def test_a_change_in_the_second_the_period_started_makes_the_draft_its_own
             )
         ).all()
     assert [tuple(row) for row in drafts] == [("pro", False, None, timedelta(days=14))]
+
+
+async def test_invoices_are_listed_newest_period_first_by_cursor(
+    client, db, billing_app, metering, acme
+):
+    await new_subscription(db, org_id=acme.org_id, plan="free", now=START)
+    three_months_on = datetime(2026, 6, 14, 10, 47, 43, tzinfo=UTC)
+    await roll_due_subscriptions(db, default_plan="free", now=three_months_on)
+    closed = await close(db, billing_app, three_months_on + GRACE)
+    assert len(closed) == 3
+    first = await client.get("/v1/billing/invoices", params={"limit": 2}, headers=acme.user())
+    page = first.json()
+    rest = await client.get(
+        "/v1/billing/invoices",
+        params={"limit": 2, "cursor": page["next_cursor"]},
+        headers=acme.user(),
+    )
+    starts = [item["period_start"][:10] for item in page["items"] + rest.json()["items"]]
+    assert starts == ["2026-05-14", "2026-04-14", "2026-03-14"]
+    assert rest.json()["next_cursor"] is None
+    numbers = [item["number"] for item in page["items"] + rest.json()["items"]]
+    # Closed oldest first: numbers follow the periods.
+    assert numbers == sorted(numbers, reverse=True)
