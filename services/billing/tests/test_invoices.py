@@ -414,3 +414,25 @@ async def test_invoices_are_listed_newest_period_first_by_cursor(
     numbers = [item["number"] for item in page["items"] + rest.json()["items"]]
     # Closed oldest first: numbers follow the periods.
     assert numbers == sorted(numbers, reverse=True)
+
+
+async def test_the_operator_can_run_the_period_close_now(
+    client, db, billing_app, metering, acme, operator
+):
+    await ended_period(db, acme, "free")  # ended long ago: past the default grace window
+    assert_problem(
+        await client.post(
+            "/v1/billing/admin/invoices/close-periods", headers=acme.user("org_admin")
+        ),
+        403,
+    )
+    first = await client.post("/v1/billing/admin/invoices/close-periods", headers=operator)
+    assert first.status_code == 200, first.text
+    [invoice_id] = [
+        found
+        for found in first.json()["finalized"]
+        if (await client.get(f"/v1/billing/invoices/{found}", headers=acme.user())).status_code
+        == 200
+    ]
+    second = await client.post("/v1/billing/admin/invoices/close-periods", headers=operator)
+    assert invoice_id not in second.json()["finalized"]
