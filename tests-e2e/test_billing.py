@@ -109,3 +109,49 @@ def test_an_upgrade_reaches_the_gateway_and_metering_without_a_call(stack):
     ).json().get("plan") != "pro":
         assert time.monotonic() < deadline, entitlements.text
         time.sleep(0.1)
+
+
+def test_the_upcoming_invoice_counts_the_calls_metering_measured(stack):
+    """Billing reads usage from metering with its own key (ADR 0018): calls to the product API
+    through the gateway show up as the metered line of the upcoming invoice."""
+    signup = httpx.post(
+        f"{stack.gateway_url}/v1/signup",
+        json={
+            "organization_name": "Invoiced",
+            "email": f"invoiced-{uuid.uuid4().hex[:8]}@example.com",
+            "password": PASSWORD,
+        },
+    )
+    assert signup.status_code == 201, signup.text
+    account = signup.json()
+    key = {"Authorization": f"Bearer {account['api_key']['key']}"}
+    admin = {"Authorization": f"Bearer {account['tokens']['access_token']}"}
+    deadline = time.monotonic() + 30
+    while (
+        httpx.get(f"{stack.gateway_url}/v1/billing/subscription", headers=key)
+    ).status_code == 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    changed = httpx.post(
+        f"{stack.gateway_url}/v1/billing/subscription/change",
+        json={"plan": "pro", "at": "now"},
+        headers=admin,
+    )
+    assert changed.status_code == 200, changed.text
+    for _ in range(3):
+        hello = httpx.get(f"{stack.gateway_url}/api/demo/hello", headers=key)
+        assert hello.status_code == 200, hello.text
+
+    deadline = time.monotonic() + 30  # usage travels gateway → NATS → metering
+    while True:
+        upcoming = httpx.get(f"{stack.gateway_url}/v1/billing/invoices/upcoming", headers=key)
+        assert upcoming.status_code == 200, upcoming.text
+        [metered] = [line for line in upcoming.json()["lines"] if line["kind"] == "metered"]
+        if metered["quantity"] == "3" or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert (metered["meter"], metered["quantity"], metered["amount"]) == ("api_requests", "3", 0)
+    assert upcoming.json()["plan"] == "pro"
+    invoices = httpx.get(f"{stack.gateway_url}/v1/billing/invoices", headers=key)
+    assert invoices.status_code == 200, invoices.text
+    assert invoices.json()["items"] == []  # the period has not ended

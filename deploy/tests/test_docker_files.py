@@ -52,6 +52,8 @@ KEYGEN_VARIABLES = {
     "TOLLGATE_GATEWAY_IDENTITY_PRIVATE_KEY",
     "TOLLGATE_KEYS_TOKEN_PRIVATE_KEY",
     "TOLLGATE_GATEWAY_USER_TOKEN_PUBLIC_KEY",
+    "TOLLGATE_BILLING_IDENTITY_PRIVATE_KEY",
+    "TOLLGATE_METERING_BILLING_IDENTITY_PUBLIC_KEY",
     "POSTGRES_PASSWORD",
 }
 # Optional settings passed through from the shell or .env (null value in compose) when set.
@@ -282,6 +284,7 @@ def test_processes_get_the_settings_they_read(
     from tollgate_keys.config import KeysSettings
     from tollgate_local.secrets import StackSecrets
     from tollgate_metering.config import MeteringSettings
+    from tollgate_shared.identity import service_signer, service_verifier
     from tollgate_shared.settings import DatabaseSettings
 
     # What `tollgate-dev keygen > .env` writes: the settings must accept it in production.
@@ -342,6 +345,18 @@ def test_processes_get_the_settings_they_read(
     assert gateway["TOLLGATE_GATEWAY_KEYS_URL"] == "http://keys:8101"
     assert gateway["TOLLGATE_GATEWAY_METERING_URL"] == "http://metering:8103"
     assert gateway["TOLLGATE_GATEWAY_BILLING_URL"] == "http://billing:8102"
+    # Billing reads usage from metering with its own key, which metering verifies (ADR 0018).
+    billing_settings, metering_settings = loaded["billing"], loaded["metering"]
+    assert isinstance(billing_settings, BillingSettings)
+    assert isinstance(metering_settings, MeteringSettings)
+    assert billing_settings.metering_url == "http://metering:8103"
+    signed = service_signer(
+        billing_settings.identity_private_key, caller="billing", callee="metering"
+    ).sign({"ptype": "service", "sub": "billing"})
+    verifier = service_verifier(
+        metering_settings.billing_identity_public_key, caller="billing", callee="metering"
+    )
+    assert verifier.verify(signed)["sub"] == "billing"
     routes_mount = next(
         mount
         for mount in services["gateway"]["volumes"]

@@ -34,6 +34,10 @@ TABLES = {
     "pending_invoice_items": "customer_id IN (SELECT id FROM billing.customers"
     " WHERE org_id::text = ANY(:orgs))",
     "outbox": "payload->>'orgid' = ANY(:orgs)",
+    "invoices": "org_id::text = ANY(:orgs)",
+    "invoice_lines": "invoice_id IN (SELECT id FROM billing.invoices"
+    " WHERE org_id::text = ANY(:orgs))",
+    "invoice_number_sequences": "true",
 }
 DEADLINE_SECONDS = 15.0
 
@@ -266,3 +270,76 @@ def assert_problem(
 def settings(billing_app: FastAPI) -> BillingSettings:
     result: BillingSettings = billing_app.state.settings
     return result
+
+
+@dataclass
+class Metering:
+    """A real metering app in-process, on a database of its own, that the billing test app
+    reads usage from with billing's own service token."""
+
+    app: FastAPI
+
+    async def store(self, org_id: uuid.UUID, *events: tuple[str, str, datetime, dict]) -> None:
+        """Store (meter, subject, time, data) usage events, committed, at any time."""
+        from tollgate_metering.ingestion.repository import UsageEventRepository
+        from tollgate_metering.ingestion.schemas import NewEvent
+
+        async with self.app.state.runtime.sessionmaker() as session, session.begin():
+            await UsageEventRepository(session).insert_new(
+                org_id=org_id,
+                source="api",
+                events=[
+                    NewEvent(
+                        id=uuid.uuid4().hex,
+                        type=type_,
+                        subject=subject,
+                        time=moment,
+                        data_json=json.dumps(data),
+                    )
+                    for type_, subject, moment, data in events
+                ],
+            )
+
+
+@pytest.fixture(scope="session")
+async def metering(
+    billing_app: FastAPI,
+    new_database: Callable[[str], str],
+    nats_url: str,
+    identity_keys: tuple[str, str],
+) -> AsyncIterator[Metering]:
+    from tollgate_billing.invoices.metering_usage import MeteringUsageClient
+    from tollgate_metering.app import create_app as create_metering_app
+    from tollgate_metering.gateway_usage.handlers import USAGE_RECORDED
+    from tollgate_metering.organizations.handlers import ORGANIZATION_EVENTS
+    from tollgate_metering.testing import migrated_test_settings as metering_test_settings
+    from tollgate_shared.events.streams import usage_stream
+    from tollgate_shared.identity import generate_keypair
+
+    private, public = generate_keypair()
+    async with (
+        consumer_from_stream_end(nats_url, usage_stream(), USAGE_RECORDED) as usage,
+        consumer_from_stream_end(
+            nats_url, stream_for_service("keys"), ORGANIZATION_EVENTS
+        ) as organizations,
+    ):
+        settings = metering_test_settings(
+            database_url=new_database("billing_metering"),
+            nats_url=nats_url,
+            identity_public_key=identity_keys[1],
+            usage_consumer_name=usage,
+            organizations_consumer_name=organizations,
+        )
+        settings.billing_identity_public_key = public
+        app = create_metering_app(settings)
+        async with app.router.lifespan_context(app):
+            configured = billing_app.state.metering_usage
+            billing_app.state.metering_usage = MeteringUsageClient(
+                base_url="http://metering",
+                private_key=private,
+                transport=httpx.ASGITransport(app=app),
+            )
+            try:
+                yield Metering(app)
+            finally:
+                billing_app.state.metering_usage = configured

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from tollgate_billing.catalog.defaults import DEFAULT_CATALOG
 from tollgate_billing.config import BillingSettings
+from tollgate_shared.identity import generate_keypair
 
 
 @pytest.fixture
@@ -17,6 +18,8 @@ def environment(monkeypatch, identity_keys):
     monkeypatch.setenv("TOLLGATE_DATABASE_URL", "postgresql://billing@db/tollgate")
     monkeypatch.setenv("TOLLGATE_NATS_URL", "nats://nats:4222")
     monkeypatch.setenv("TOLLGATE_IDENTITY_PUBLIC_KEY", identity_keys[1])
+    monkeypatch.setenv("TOLLGATE_BILLING_METERING_URL", "http://metering:8103")
+    monkeypatch.setenv("TOLLGATE_BILLING_IDENTITY_PRIVATE_KEY", generate_keypair()[0])
     return monkeypatch
 
 
@@ -93,4 +96,23 @@ def test_a_catalog_that_is_not_json_is_named(environment):
 def test_a_missing_identity_key_is_named(environment):
     environment.delenv("TOLLGATE_IDENTITY_PUBLIC_KEY")
     with pytest.raises(ValidationError, match="TOLLGATE_IDENTITY_PUBLIC_KEY"):
+        BillingSettings()  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("TOLLGATE_BILLING_IDENTITY_PRIVATE_KEY", None, "identity_private_key"),
+        ("TOLLGATE_BILLING_IDENTITY_PRIVATE_KEY", "not-a-key", "Ed25519 private key"),
+        ("TOLLGATE_BILLING_IDENTITY_PRIVATE_KEY", "", "TOLLGATE_BILLING_IDENTITY_PRIVATE_KEY"),
+        ("TOLLGATE_BILLING_METERING_URL", None, "metering_url"),
+        ("TOLLGATE_BILLING_METERING_URL", "metering:8103", "metering_url"),
+    ],
+)
+def test_billing_needs_its_own_key_and_metering(environment, name, value, message):
+    if value is None:
+        environment.delenv(name)
+    else:
+        environment.setenv(name, value)
+    with pytest.raises(ValidationError, match=message):
         BillingSettings()  # type: ignore[call-arg]

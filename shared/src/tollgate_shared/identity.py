@@ -148,6 +148,19 @@ def identity_verifier(public_key: str) -> TokenVerifier:
     return TokenVerifier(public_key, issuer=ISSUER, audience=AUDIENCE)
 
 
+def service_signer(private_key: str, *, caller: str, callee: str) -> TokenSigner:
+    """A service's own signer for calling one other service directly (ADR 0018): issuer
+    tollgate-<caller>, audience tollgate-<callee>, so the token is good nowhere else."""
+    return TokenSigner(
+        private_key, issuer=f"tollgate-{caller}", audience=f"tollgate-{callee}", ttl_seconds=60
+    )
+
+
+def service_verifier(public_key: str, *, caller: str, callee: str) -> TokenVerifier:
+    """Verifies the tokens service_signer mints for callee."""
+    return TokenVerifier(public_key, issuer=f"tollgate-{caller}", audience=f"tollgate-{callee}")
+
+
 async def read_identity(request: Request) -> Identity:
     """FastAPI dependency: the verified identity of the caller (app.state.identity_verifier).
 

@@ -160,14 +160,25 @@ class Stack:
                 name="metering",
                 module="tollgate_metering.cli",
                 args=["serve", "--port", str(self.ports.metering)],
-                env=common,
+                env={
+                    **common,
+                    "TOLLGATE_METERING_BILLING_IDENTITY_PUBLIC_KEY": (
+                        stack_secrets.billing_identity_public_key
+                    ),
+                },
                 log_dir=log_dir,
             ),
             "billing": ManagedProcess(
                 name="billing",
                 module="tollgate_billing.cli",
                 args=["serve", "--port", str(self.ports.billing)],
-                env=common,
+                env={
+                    **common,
+                    "TOLLGATE_BILLING_METERING_URL": metering_url,
+                    "TOLLGATE_BILLING_IDENTITY_PRIVATE_KEY": (
+                        stack_secrets.billing_identity_private_key
+                    ),
+                },
                 log_dir=log_dir,
             ),
             "demo-upstream": ManagedProcess(

@@ -2,6 +2,7 @@
 subscription."""
 
 from collections.abc import Coroutine
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,10 @@ from tollgate_billing.catalog.service import seed_catalog
 from tollgate_billing.config import SERVICE, BillingSettings
 from tollgate_billing.customers.endpoints import router as customer_router
 from tollgate_billing.customers.handlers import organizations_consumer
+from tollgate_billing.invoices.closer import close_periods_forever
+from tollgate_billing.invoices.endpoints import admin_router as invoices_admin_router
+from tollgate_billing.invoices.endpoints import router as invoices_router
+from tollgate_billing.invoices.metering_usage import MeteringUsageClient
 from tollgate_billing.subscriptions.endpoints import router as subscription_router
 from tollgate_billing.subscriptions.roller import roll_periods_forever
 from tollgate_shared.app import ServiceRuntime, create_service_app
@@ -39,6 +44,12 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
                 name=settings.organizations_consumer_name,
                 default_plan=settings.default_plan,
             ).run(),
+            close_periods_forever(
+                runtime.sessionmaker,
+                metering=lambda: app.state.metering_usage,
+                grace=timedelta(seconds=settings.usage_grace_seconds),
+                interval_seconds=settings.period_close_interval_seconds,
+            ),
             roll_periods_forever(
                 runtime.sessionmaker,
                 default_plan=settings.default_plan,
@@ -51,9 +62,19 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
         settings=settings,
         description="Plans and prices, the billing customer of every organisation and its "
         "subscription.",
-        routers=[plans_router, plans_admin_router, customer_router, subscription_router],
+        routers=[
+            plans_router,
+            plans_admin_router,
+            customer_router,
+            subscription_router,
+            invoices_router,
+            invoices_admin_router,
+        ],
         background=background,
         on_startup=on_startup,
     )
     app.state.settings = settings
+    app.state.metering_usage = MeteringUsageClient(
+        base_url=settings.metering_url, private_key=settings.identity_private_key
+    )
     return app

@@ -6,7 +6,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from tollgate_billing.catalog.defaults import DEFAULT_CATALOG
 from tollgate_billing.catalog.schemas import PlanCreate
 from tollgate_billing.decimal_json import loads_with_decimals
-from tollgate_shared.settings import ServiceSettings
+from tollgate_shared.settings import Ed25519PrivateKey, ServiceSettings
 
 # The service's name: its PostgreSQL schema, its JetStream stream (BILLING) and its log field.
 SERVICE = "billing"
@@ -40,6 +40,27 @@ class BillingSettings(ServiceSettings):
 
     # How often the period roller looks for ended periods and trials (every replica runs one).
     period_roll_interval_seconds: float = Field(30.0, gt=0, le=3600)
+
+    # A period's invoice is finalized this long after the period ended, so usage events that
+    # arrive late (the gateway's spool, a client's retry queue) are still on it. Events about
+    # the period that metering stores later than this are on no invoice (ADR 0018).
+    usage_grace_seconds: int = Field(3600, ge=0, le=7 * 86400)
+    # How often the period close job looks for periods to invoice (every replica runs one).
+    period_close_interval_seconds: float = Field(60.0, gt=0, le=3600)
+
+    # Metering's base URL: invoices read each period's usage from its GET /internal/v1/usage.
+    metering_url: str = Field(pattern=r"^https?://[^\s]+$")
+    # Billing's own Ed25519 key (ADR 0018): it signs the service tokens of its calls to
+    # metering (issuer tollgate-billing, audience tollgate-metering), which metering verifies
+    # with the public half (TOLLGATE_METERING_BILLING_IDENTITY_PUBLIC_KEY). No other service
+    # accepts them, so billing still cannot act as the gateway or as a user.
+    identity_private_key: Ed25519PrivateKey
+
+    def secret_values(self) -> dict[str, str]:
+        return {
+            **super().secret_values(),
+            "TOLLGATE_BILLING_IDENTITY_PRIVATE_KEY": self.identity_private_key,
+        }
 
     @model_validator(mode="after")
     def _catalog_is_consistent(self) -> "BillingSettings":

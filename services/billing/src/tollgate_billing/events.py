@@ -16,6 +16,9 @@ class BillingEvent(StrEnum):
     SUBSCRIPTION_CREATED = "tollgate.billing.subscription.created"
     SUBSCRIPTION_UPDATED = "tollgate.billing.subscription.updated"
     SUBSCRIPTION_CANCELED = "tollgate.billing.subscription.canceled"
+    INVOICE_FINALIZED = "tollgate.billing.invoice.finalized"
+    INVOICE_PAID = "tollgate.billing.invoice.paid"
+    INVOICE_VOIDED = "tollgate.billing.invoice.voided"
 
 
 async def publish(

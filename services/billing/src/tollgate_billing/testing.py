@@ -2,6 +2,7 @@
 
 from tollgate_billing.app import MIGRATIONS_DIR
 from tollgate_billing.config import SERVICE, BillingSettings
+from tollgate_shared.identity import generate_keypair
 from tollgate_shared.migrations import upgrade
 
 
@@ -11,6 +12,8 @@ def migrated_test_settings(
     nats_url: str,
     identity_public_key: str,
     organizations_consumer_name: str = "billing-organizations",
+    metering_url: str = "http://metering.invalid",
+    identity_private_key: str | None = None,
 ) -> BillingSettings:
     """Migrate the billing schema into database_url and return test settings for it.
 
@@ -23,4 +26,8 @@ def migrated_test_settings(
         nats_url=nats_url,
         identity_public_key=identity_public_key,
         organizations_consumer_name=organizations_consumer_name,
+        metering_url=metering_url,
+        identity_private_key=identity_private_key or generate_keypair()[0],
+        # Tests close periods themselves, at chosen instants, against their own metering.
+        period_close_interval_seconds=3600,
     )

@@ -20,6 +20,7 @@ from tollgate_metering.retention import forget_expired_forever
 from tollgate_metering.usage.endpoints import router as usage_router
 from tollgate_shared.app import ServiceRuntime, create_service_app
 from tollgate_shared.events.streams import ensure_stream, stream_for_service, usage_stream
+from tollgate_shared.identity import service_verifier
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -77,5 +78,10 @@ def create_app(settings: MeteringSettings | None = None) -> FastAPI:
         on_startup=on_startup,
     )
     app.state.settings = settings
+    app.state.billing_identity_verifier = (
+        service_verifier(settings.billing_identity_public_key, caller="billing", callee=SERVICE)
+        if settings.billing_identity_public_key
+        else None
+    )
     app.state.plan_catalog = catalog
     return app

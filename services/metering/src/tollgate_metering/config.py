@@ -2,7 +2,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from tollgate_metering.entitlements.terms import DEFAULT_PLAN_ENTITLEMENTS, PlanEntitlements
-from tollgate_shared.settings import ServiceSettings
+from tollgate_shared.settings import Ed25519PublicKey, ServiceSettings
 
 # The service's name: its PostgreSQL schema, its JetStream stream (METERING) and its log field.
 SERVICE = "metering"
@@ -48,6 +48,11 @@ class MeteringSettings(ServiceSettings):
     organizations_consumer_name: str = Field(
         "metering-organizations", pattern=r"^[A-Za-z0-9_-]{1,64}$"
     )
+
+    # The public half of the billing service's own identity key (ADR 0018): billing signs
+    # service tokens with it to read an organisation's usage per billing period from
+    # GET /internal/v1/usage, and nothing else here accepts them. Empty: billing cannot call.
+    billing_identity_public_key: Ed25519PublicKey = ""
 
     @model_validator(mode="after")
     def _unknown_plan_exists(self) -> "MeteringSettings":

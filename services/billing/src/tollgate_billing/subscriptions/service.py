@@ -15,6 +15,7 @@ from tollgate_billing.catalog.repository import PlanRepository
 from tollgate_billing.catalog.service import PlanArchivedError, get_plan
 from tollgate_billing.customers.models import Customer
 from tollgate_billing.events import BillingEvent, publish
+from tollgate_billing.invoices.periods import track_period
 from tollgate_billing.subscriptions.models import (
     Interval,
     PendingInvoiceItem,
@@ -68,6 +69,7 @@ async def start_subscription(
         updated_at=now,
     )
     await SubscriptionRepository(session).save(subscription)
+    await track_period(session, subscription=subscription, plan=plan, base_fee_due=True)
     await _publish(session, subscription, plan, BillingEvent.SUBSCRIPTION_CREATED)
     return subscription
 
@@ -119,10 +121,17 @@ async def change_plan(
         raise PlanArchivedError(f"The plan '{target.key}' is no longer on sale.")
     current = await _plan(session, subscription.plan_key)
     credit = unused_credit(subscription, current, now=now)
+    period_before = (subscription.current_period_start, subscription.current_period_end)
     _move(subscription, target, wanted, now=now)
     subscription.scheduled_plan_key = subscription.scheduled_interval = None
     subscription.cancel_at_period_end = False
     await _changed(session, subscription, target, BillingEvent.SUBSCRIPTION_UPDATED, now=now)
+    # A period the change started is billed by its proration charge, not a base fee.
+    period_after = (subscription.current_period_start, subscription.current_period_end)
+    if period_after != period_before:
+        await track_period(
+            session, subscription=subscription, plan=target, base_fee_due=False, restarted=True
+        )
     charge = remaining_charge(subscription, target, now=now)
     items = [item for item in (credit, charge) if item is not None]
     for item in items:
@@ -168,6 +177,9 @@ async def cancel(
     credit = unused_credit(subscription, current, now=now)
     default = await _move_to_default(session, subscription, default_plan, at_moment=now)
     await _changed(session, subscription, default, BillingEvent.SUBSCRIPTION_CANCELED, now=now)
+    await track_period(
+        session, subscription=subscription, plan=default, base_fee_due=True, restarted=True
+    )
     items = [credit] if credit is not None else []
     for item in items:
         item.subscription_version = subscription.version
@@ -198,7 +210,10 @@ async def roll_forward(
     while subscription.current_period_end <= now:
         ended_at = subscription.current_period_end
         if subscription.cancel_at_period_end:
-            await _move_to_default(session, subscription, default_plan, at_moment=ended_at)
+            default = await _move_to_default(
+                session, subscription, default_plan, at_moment=ended_at
+            )
+            await track_period(session, subscription=subscription, plan=default, base_fee_due=True)
             event = BillingEvent.SUBSCRIPTION_CANCELED
             continue
         trial_ended = subscription.status == Status.TRIALING
@@ -218,6 +233,12 @@ async def roll_forward(
             subscription.current_period_start, subscription.current_period_end = period_bounds(
                 subscription.anchor_at, Interval(subscription.interval), subscription.period_number
             )
+        await track_period(
+            session,
+            subscription=subscription,
+            plan=await _plan(session, subscription.plan_key),
+            base_fee_due=True,
+        )
         event = event or BillingEvent.SUBSCRIPTION_UPDATED
     if event is None:
         return False

@@ -1,8 +1,10 @@
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, Depends, Query
+import jwt
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime
 
 from tollgate_metering.auth import OrgReader
@@ -13,12 +15,20 @@ from tollgate_metering.usage import service
 from tollgate_metering.usage.schemas import (
     MAX_SUBJECTS_PER_QUERY,
     MeterUsage,
+    PeriodUsage,
     UsageQuery,
     UsageSummary,
 )
 from tollgate_metering.usage.windows import MAX_RANGE, Window
 from tollgate_shared.database import SessionDep
-from tollgate_shared.errors import ValidationProblem
+from tollgate_shared.errors import UnauthorizedError, ValidationProblem
+from tollgate_shared.identity import (
+    IDENTITY_HEADER,
+    Identity,
+    TokenVerifier,
+    read_identity,
+    require_service_identity,
+)
 
 router = APIRouter(tags=["usage"])
 
@@ -125,4 +135,58 @@ async def usage_summary(
     assert identity.org_id is not None
     return await service.usage_summary(
         session, org_id=identity.org_id, subjects=list(dict.fromkeys(subject or []))
+    )
+
+
+# A yearly billing period plus slack; longer reads are a mistake, not a period.
+MAX_PERIOD = timedelta(days=400)
+
+
+async def _usage_reading_service(request: Request) -> Identity:
+    """A service identity from the gateway, or the billing service's own token (ADR 0018)."""
+    token = request.headers.get(IDENTITY_HEADER)
+    billing: TokenVerifier | None = request.app.state.billing_identity_verifier
+    if token and billing is not None:
+        try:
+            claims = billing.verify(token)
+        except jwt.InvalidTokenError:
+            pass  # not billing's: maybe the gateway's
+        else:
+            try:
+                identity = Identity.from_claims(claims)
+            except ValueError as error:
+                raise UnauthorizedError("The identity token is invalid or expired.") from error
+            if identity.principal_type == "service":
+                return identity
+    return await require_service_identity(await read_identity(request))
+
+
+UsageReadingService = Annotated[Identity, Depends(_usage_reading_service)]
+
+
+@router.get("/internal/v1/usage", response_model=PeriodUsage, tags=["internal"])
+async def period_usage(
+    _: UsageReadingService,
+    session: SessionDep,
+    organization_id: uuid.UUID,
+    time_from: Annotated[AwareDatetime, Query(alias="from")],
+    time_to: Annotated[AwareDatetime, Query(alias="to")],
+) -> PeriodUsage:
+    """Each meter's usage over `[from, to)` (whole minutes) for one organisation, all subjects:
+    what billing invoices. api_requests counts calls to the operator's API that were not
+    refused, as quotas do. Values are exact decimal strings."""
+    time_from, time_to = time_from.astimezone(UTC), time_to.astimezone(UTC)
+    errors = [
+        _error(name, "must be on a whole minute", "whole_minute")
+        for name, moment in (("from", time_from), ("to", time_to))
+        if not _whole_minute(moment)
+    ]
+    if time_to <= time_from:
+        errors.append(_error("to", "must be after from", "range"))
+    elif time_to - time_from > MAX_PERIOD:
+        errors.append(_error("to", "at most 400 days after from", "range_too_large"))
+    if errors:
+        raise ValidationProblem("The usage query is not valid.", errors=errors)
+    return await service.period_usage(
+        session, org_id=organization_id, time_from=time_from, time_to=time_to
     )

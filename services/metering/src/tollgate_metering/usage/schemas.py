@@ -1,3 +1,4 @@
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -64,3 +65,20 @@ class UsageSummary(BaseModel):
     period_start: datetime = Field(description="Start of the current calendar month (UTC)")
     period_end: datetime = Field(description="Start of the next one (exclusive)")
     data: list[SubjectUsage] = Field(description="Per meter and subject with usage, by key")
+
+
+class PeriodMeterUsage(BaseModel):
+    meter: str
+    aggregation: Aggregation
+    value: Annotated[Decimal, PlainSerializer(str, return_type=str)] = Field(
+        description="Exact decimal string (billing multiplies it by prices)"
+    )
+
+
+class PeriodUsage(BaseModel):
+    """GET /internal/v1/usage: each meter of an organisation over [from, to), all subjects."""
+
+    organization_id: uuid.UUID
+    time_from: datetime = Field(serialization_alias="from")
+    time_to: datetime = Field(serialization_alias="to")
+    data: list[PeriodMeterUsage] = Field(description="Every meter (archived too), by key")

@@ -7,11 +7,15 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate_metering.db_types import utcnow
+from tollgate_metering.entitlements.measure import used_in_period
+from tollgate_metering.entitlements.status import Period
 from tollgate_metering.meters.schemas import Aggregation, MeterPublic
 from tollgate_metering.meters.service import list_meters
 from tollgate_metering.usage.repository import UsageRepository
 from tollgate_metering.usage.schemas import (
     MeterUsage,
+    PeriodMeterUsage,
+    PeriodUsage,
     SubjectUsage,
     UsageQuery,
     UsageSummary,
@@ -100,3 +104,23 @@ async def usage_summary(
             )
     data.sort(key=lambda usage: (usage.meter, usage.subject))
     return UsageSummary(period_start=period_start, period_end=period_end, data=data)
+
+
+async def period_usage(
+    session: AsyncSession, *, org_id: uuid.UUID, time_from: datetime, time_to: datetime
+) -> PeriodUsage:
+    """Each meter's aggregation over [time_from, time_to) across subjects, counted as quotas
+    count it (api_requests: calls to the operator's API that were not refused): what billing
+    invoices for a period."""
+    period = Period(start=time_from, end=time_to)
+    meters = await list_meters(session, org_id=org_id, include_archived=True)
+    data = [
+        PeriodMeterUsage(
+            meter=meter.key,
+            aggregation=meter.aggregation,
+            value=await used_in_period(session, org_id=org_id, meter=meter, period=period),
+        )
+        for meter in meters
+    ]
+    data.sort(key=lambda usage: usage.meter)
+    return PeriodUsage(organization_id=org_id, time_from=time_from, time_to=time_to, data=data)

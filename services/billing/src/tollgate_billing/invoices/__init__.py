@@ -1,0 +1,1 @@
+"""Invoices: one per subscription period, from its fee, prorations and metered usage."""
