@@ -59,15 +59,19 @@ class EmbeddedPostgres:
         return str(self._server.get_uri())
 
     def _get_server(self, pgserver: Any) -> Any:
-        """pgserver's initdb or pg_ctl start has failed now and then on a loaded CI machine,
-        leaving no log: one more attempt, with what the failed command printed on stderr."""
+        """One more attempt when pgserver's initdb or pg_ctl start fails.
+
+        Run as root, pgserver runs PostgreSQL as its own user and opens the data directory's
+        parents to it (o+rx); pytest takes those rights back from /tmp/pytest-of-root whenever
+        a test process starts, so a server started at that moment cannot reach its data. Seen
+        now and then on CI; a second attempt a moment later starts."""
         try:
             return pgserver.get_server(self.data_dir, cleanup_mode="stop")
         except subprocess.CalledProcessError as error:
-            print(
-                f"embedded PostgreSQL did not start ({error}): {error.stderr!r}; trying once more",
-                file=sys.stderr,
-            )
+            print(f"embedded PostgreSQL did not start ({error}); trying once more", file=sys.stderr)
+            # pgserver keeps the failed handle per data directory: forget it, or it is returned.
+            failed = pgserver.postgres_server.PostgresServer._instances
+            failed.pop(self.data_dir.expanduser().resolve(), None)
             time.sleep(1)
             return pgserver.get_server(self.data_dir, cleanup_mode="stop")
 
