@@ -108,6 +108,8 @@ def gateway_settings(
             "identity_private_key": identity_keys[0],
             "user_token_public_key": token_keys[1],
             "keys_url": keys_server.url,
+            # A loaded CI machine once took 2.7 s to verify a key: the 2 s default made it a 503.
+            "keys_timeout_seconds": 10.0,
             # Nothing answers there: quotas fail open unless a test serves a metering stub.
             "metering_url": f"http://127.0.0.1:{free_port()}",
             "routes_file": routes_file,
