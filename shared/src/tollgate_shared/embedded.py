@@ -4,6 +4,7 @@ Used by `make dev`'s launcher and by the test plugin on machines without servers
 Neither takes the standard ports: PostgreSQL listens on a Unix socket, NATS on a chosen port.
 """
 
+import random
 import re
 import shutil
 import socket
@@ -17,9 +18,29 @@ from typing import Any
 
 
 def free_port() -> int:
+    """A port nothing listens on, for a server started a moment later.
+
+    Picked below the kernel's ephemeral range: a port the kernel hands out (port 0) can be taken
+    by any outgoing connection before the server binds it, which a busy test run did."""
+    low = _ephemeral_range_start()
+    for _ in range(50):
+        port = random.randrange(10_000, low)  # noqa: S311 (spreading, not secrecy)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _ephemeral_range_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default; other systems start higher
 
 
 def wait_for_port(host: str, port: int, *, timeout: float = 15.0) -> None:
