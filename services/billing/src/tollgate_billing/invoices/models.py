@@ -23,6 +23,7 @@ class InvoiceLineKind(StrEnum):
     BASE_FEE = "base_fee"
     PRORATION = "proration"
     METERED = "metered"
+    TAX = "tax"  # on the sum of the lines before it (migration 0004)
 
 
 class Invoice(SQLModel, table=True):
