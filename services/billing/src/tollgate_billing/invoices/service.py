@@ -14,6 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollgate_billing.catalog.repository import PlanRepository
 from tollgate_billing.catalog.service import metered_charges_of
 from tollgate_billing.customers.repository import CustomerRepository
+from tollgate_billing.discounts.service import (
+    AppliedDiscount,
+    discount_for_invoice,
+    use_one_period,
+)
 from tollgate_billing.events import BillingEvent, publish
 from tollgate_billing.invoices.metering_usage import MeteringUsageClient, PeriodUsage
 from tollgate_billing.invoices.models import Invoice, InvoiceLine, InvoiceLineKind, InvoiceState
@@ -54,6 +59,7 @@ class ComputedInvoice:
     lines: list[InvoiceLine]
     items: list[PendingInvoiceItem]
     usage: PeriodUsage
+    discount: AppliedDiscount | None = None
 
     @property
     def subtotal(self) -> int:
@@ -155,6 +161,16 @@ async def compute_invoice(
                 for line in charge.lines
             ],
         )
+    discount = await discount_for_invoice(
+        session,
+        customer_id=invoice.customer_id,
+        plan_key=invoice.plan_key,
+        subtotal=sum(line.amount for line in lines),
+        currency=invoice.currency,
+        lock=lock_items,
+    )
+    if discount is not None:
+        add(InvoiceLineKind.DISCOUNT, discount.description, discount.amount)
     customer = await CustomerRepository(session).get(invoice.customer_id)
     if customer is not None and customer.tax_rate is not None:
         subtotal = sum(line.amount for line in lines)
@@ -163,7 +179,7 @@ async def compute_invoice(
             f"Tax {_plain(customer.tax_rate)} %",
             tax_of(subtotal, rate=customer.tax_rate, currency=invoice.currency),
         )
-    return ComputedInvoice(lines=lines, items=items, usage=usage)
+    return ComputedInvoice(lines=lines, items=items, usage=usage, discount=discount)
 
 
 async def finalize(
@@ -181,6 +197,8 @@ async def finalize(
     for item in computed.items:
         item.invoiced_at, item.invoice_id = now, invoice.id
         session.add(item)
+    if computed.discount is not None:
+        use_one_period(session, computed.discount, now=now)
     # Last, so the number's lock is held for as short a time as this transaction allows.
     invoice.number = await repository.take_number()
     invoice.subtotal, invoice.total = computed.subtotal, computed.total
