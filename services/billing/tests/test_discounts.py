@@ -167,29 +167,36 @@ async def test_redeeming_refuses_what_it_must(client, db, acme, globex, operator
 
 async def test_bad_discount_codes_are_clear_422(client, acme, operator):
     good = {"code": "SPRING", "percent": "10", "duration": "once"}
-    for bad in (
-        {"percent": "0"},
-        {"percent": "100.5"},
-        {"percent": "NaN"},
-        {"percent": None, "amount_off": None},
-        {"amount_off": 500},  # both
-        {"percent": None, "amount_off": 500},  # no currency
-        {"percent": None, "amount_off": -5, "currency": "USD"},
-        {"percent": None, "amount_off": 5, "currency": "usd"},
-        {"duration": "sometimes"},
-        {"duration": "repeating"},  # no periods
-        {"periods": 3},  # periods without repeating
-        {"duration": "repeating", "periods": 0},
-        {"max_redemptions": 0},
-        {"expires_at": "tomorrow"},
-        {"expires_at": "2027-01-01T00:00:00"},  # no time zone
-        {"plans": []},
-        {"plans": ["Not A Plan"]},
-        {"code": ""},
-        {"code": "has space"},
-        {"extra": 1},
+    # Each is a 422 naming the field at fault.
+    for bad, field in (
+        ({"percent": "0"}, "percent"),
+        ({"percent": "100.5"}, "percent"),
+        ({"percent": "NaN"}, "percent"),
+        ({"percent": "1.0000001"}, "percent"),
+        ({"percent": None, "amount_off": None}, "amount_off"),
+        ({"amount_off": 500}, "amount_off"),  # both
+        ({"percent": None, "amount_off": 500}, "currency"),  # no currency
+        ({"currency": "USD"}, "currency"),  # a currency for a percent
+        ({"percent": None, "amount_off": -5, "currency": "USD"}, "amount_off"),
+        ({"percent": None, "amount_off": 5.5, "currency": "USD"}, "amount_off"),
+        ({"percent": None, "amount_off": 5, "currency": "usd"}, "currency"),
+        ({"duration": "sometimes"}, "duration"),
+        ({"duration": "repeating"}, "periods"),  # no periods
+        ({"periods": 3}, "periods"),  # periods without repeating
+        ({"duration": "repeating", "periods": 0}, "periods"),
+        ({"max_redemptions": 0}, "max_redemptions"),
+        ({"expires_at": "tomorrow"}, "expires_at"),
+        ({"expires_at": "2027-01-01T00:00:00"}, "expires_at"),  # no time zone
+        ({"plans": []}, "plans"),
+        ({"plans": ["Not A Plan"]}, "plans"),
+        ({"code": ""}, "code"),
+        ({"code": "has space"}, "code"),
+        ({"extra": 1}, "extra"),
     ):
-        assert_problem(await client.post(ADMIN, json={**good, **bad}, headers=operator), 422)
+        problem = assert_problem(
+            await client.post(ADMIN, json={**good, **bad}, headers=operator), 422
+        )
+        assert {error["loc"][1] for error in problem["errors"]} == {field}, (bad, problem)
     created = await client.post(ADMIN, json=good, headers=operator)
     assert created.status_code == 201, created.text
     assert created.json()["percent"] == "10"

@@ -1,9 +1,17 @@
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Self
+from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    field_validator,
+)
 
 from tollgate_billing.catalog.schemas import PLAN_KEY_PATTERN, Currency
 from tollgate_billing.discounts.models import DiscountDuration
@@ -21,12 +29,16 @@ class DiscountCreate(BaseModel):
         Annotated[Decimal, Field(gt=0, le=100, decimal_places=6, allow_inf_nan=False)] | None
     ) = Field(None, description='Exact percent off the subtotal, e.g. "12.5"; or amount_off')
     amount_off: Annotated[int, Field(gt=0, strict=True)] | None = Field(
-        None, description="Minor units of currency off the subtotal; or percent"
+        None,
+        validate_default=True,
+        description="Minor units of currency off the subtotal; or percent",
     )
-    currency: Currency | None = Field(None, description="With amount_off only")
+    currency: Currency | None = Field(
+        None, validate_default=True, description="With amount_off only"
+    )
     duration: DiscountDuration
     periods: Annotated[int, Field(ge=1, le=1200, strict=True)] | None = Field(
-        None, description="With duration repeating only: how many invoices"
+        None, validate_default=True, description="With duration repeating only: how many invoices"
     )
     expires_at: AwareDatetime | None = Field(None, description="No redemption from then on")
     max_redemptions: Annotated[int, Field(ge=1, strict=True)] | None = None
@@ -34,15 +46,30 @@ class DiscountCreate(BaseModel):
         None, min_length=1, max_length=100, description="Only customers on these plans"
     )
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        if (self.percent is None) == (self.amount_off is None):
+    # Each consistency rule is reported on the field it concerns (the fields before it are in
+    # info.data when they were valid; when one was not, its own error says so).
+    @field_validator("amount_off")
+    @classmethod
+    def _percent_xor_amount_off(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if "percent" in info.data and (info.data["percent"] is None) == (value is None):
             raise ValueError("send exactly one of percent and amount_off")
-        if (self.amount_off is None) != (self.currency is None):
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_with_amount_off(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if "amount_off" in info.data and (info.data["amount_off"] is None) != (value is None):
             raise ValueError("currency goes with amount_off, and only with it")
-        if (self.duration == DiscountDuration.REPEATING) != (self.periods is not None):
+        return value
+
+    @field_validator("periods")
+    @classmethod
+    def _periods_with_repeating(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if "duration" in info.data and (
+            (info.data["duration"] == DiscountDuration.REPEATING) != (value is not None)
+        ):
             raise ValueError("periods goes with duration repeating, and only with it")
-        return self
+        return value
 
 
 class DiscountPublic(BaseModel):
