@@ -209,6 +209,12 @@ async def test_bad_discount_codes_are_clear_422(client, acme, operator):
     assert_problem(await client.get(f"{ADMIN}/nope", headers=operator), 404)
     assert_problem(await client.post(ADMIN, json=good, headers=acme.user("org_admin")), 403)
     assert_problem(await client.post(REDEEM, json={}, headers=acme.user("org_admin")), 422)
+    # An organisation billing does not know yet.
+    assert_problem(
+        await client.post(REDEEM, json={"code": "SPRING"}, headers=acme.user("org_admin")),
+        404,
+        "customer-not-found",
+    )
 
 
 async def test_two_redemptions_of_the_last_use_at_once_one_wins(

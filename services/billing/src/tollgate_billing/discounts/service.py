@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from tollgate_billing.customers.repository import CustomerRepository
+from tollgate_billing.customers.service import CustomerNotFoundError
 from tollgate_billing.discounts.models import DiscountCode, DiscountDuration, DiscountRedemption
 from tollgate_billing.discounts.schemas import CustomerDiscount, DiscountCreate, DiscountPublic
 from tollgate_billing.pricing.money import exact_arithmetic, from_minor_units, to_minor_units
@@ -134,7 +135,7 @@ async def redeem(
     against max_redemptions is exact under concurrent redemptions."""
     customer = await CustomerRepository(session).of_org(org_id, for_update=True)
     if customer is None:
-        raise DiscountNotFoundError("This organisation has no billing customer yet.")
+        raise CustomerNotFoundError("This organisation has no billing customer yet.")
     discount = await _by_code(session, code, for_update=True)
     if (
         discount is None
