@@ -48,6 +48,8 @@ def test_migrate_needs_only_the_database_url(new_database):
         "pending_invoice_items",
         "invoices",
         "invoice_lines",
+        "discount_codes",
+        "discount_redemptions",
         "invoice_number_sequences",
         "inbox",
         "outbox",

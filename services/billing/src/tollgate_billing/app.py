@@ -12,8 +12,11 @@ from tollgate_billing.catalog.endpoints import admin_router as plans_admin_route
 from tollgate_billing.catalog.endpoints import router as plans_router
 from tollgate_billing.catalog.service import seed_catalog
 from tollgate_billing.config import SERVICE, BillingSettings
+from tollgate_billing.customers.endpoints import admin_router as customers_admin_router
 from tollgate_billing.customers.endpoints import router as customer_router
 from tollgate_billing.customers.handlers import organizations_consumer
+from tollgate_billing.discounts.endpoints import admin_router as discounts_admin_router
+from tollgate_billing.discounts.endpoints import router as discount_router
 from tollgate_billing.invoices.closer import close_periods_forever
 from tollgate_billing.invoices.endpoints import admin_router as invoices_admin_router
 from tollgate_billing.invoices.endpoints import router as invoices_router
@@ -66,7 +69,10 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
             plans_router,
             plans_admin_router,
             customer_router,
+            customers_admin_router,
             subscription_router,
+            discount_router,
+            discounts_admin_router,
             invoices_router,
             invoices_admin_router,
         ],

@@ -24,6 +24,12 @@ class CustomerRepository:
         )
         return result.first()
 
-    async def of_org(self, org_id: uuid.UUID) -> Customer | None:
-        result = await self.session.execute(select(Customer).where(Customer.org_id == org_id))
+    async def of_org(self, org_id: uuid.UUID, *, for_update: bool = False) -> Customer | None:
+        query = select(Customer).where(Customer.org_id == org_id)
+        if for_update:
+            query = query.with_for_update()
+        result = await self.session.execute(query)
         return result.scalars().first()
+
+    async def get(self, customer_id: uuid.UUID) -> Customer | None:
+        return await self.session.get(Customer, customer_id)

@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -10,7 +11,7 @@ from tollgate_billing.catalog import service as catalog
 from tollgate_billing.catalog.repository import PlanRepository
 from tollgate_billing.customers.models import Customer
 from tollgate_billing.customers.repository import CustomerRepository
-from tollgate_billing.customers.schemas import CustomerPublic
+from tollgate_billing.customers.schemas import CustomerPublic, CustomerTax
 from tollgate_billing.db_types import utcnow
 from tollgate_billing.events import BillingEvent, publish
 from tollgate_billing.subscriptions.service import start_subscription
@@ -76,6 +77,25 @@ async def get_customer(session: AsyncSession, *, org_id: uuid.UUID) -> CustomerP
         organization_id=customer.org_id,
         name=customer.name,
         plan=catalog.to_public(plan),
+        tax_rate=customer.tax_rate,
         created_at=customer.created_at,
         updated_at=customer.updated_at,
     )
+
+
+async def set_tax_rate(
+    session: AsyncSession, *, org_id: uuid.UUID, rate: Decimal | None, now: datetime
+) -> CustomerTax:
+    """The operator sets (or, with None, removes) the customer's tax rate. It applies to every
+    invoice finalized from now on, the running period's included; issued ones keep theirs."""
+    repository = CustomerRepository(session)
+    customer = await repository.of_org(org_id, for_update=True)
+    if customer is None:
+        raise CustomerNotFoundError("This organisation has no billing customer yet.")
+    # normalize() keeps "19.000" and "19" the same rate; stored exactly.
+    customer.tax_rate = None if rate is None else rate.normalize()
+    customer.updated_at = now
+    session.add(customer)
+    await session.flush()
+    logger.info("tax rate set", customer_id=str(customer.id), rate=str(customer.tax_rate))
+    return CustomerTax(organization_id=org_id, tax_rate=customer.tax_rate)

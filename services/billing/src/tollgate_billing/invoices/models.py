@@ -23,6 +23,8 @@ class InvoiceLineKind(StrEnum):
     BASE_FEE = "base_fee"
     PRORATION = "proration"
     METERED = "metered"
+    DISCOUNT = "discount"  # on the lines before it, negative (migration 0005)
+    TAX = "tax"  # on the sum of the lines before it (migration 0004)
 
 
 class Invoice(SQLModel, table=True):

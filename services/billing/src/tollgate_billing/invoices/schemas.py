@@ -10,7 +10,7 @@ DecimalString = Annotated[Decimal, PlainSerializer(str, return_type=str)]
 
 
 class InvoiceLinePublic(BaseModel):
-    kind: str = Field(description="base_fee, proration or metered")
+    kind: str = Field(description="base_fee, proration, metered or tax")
     description: str
     meter: str | None = None
     quantity: DecimalString | None = Field(None, description="Metered: exactly as measured")
@@ -36,7 +36,7 @@ class InvoicePublic(BaseModel):
     period_end: datetime = Field(description="Exclusive; earlier than planned after a change")
     usage_from: datetime | None = Field(description="Usage counted from (whole minute)")
     usage_to: datetime | None = Field(description="Usage counted until (exclusive)")
-    subtotal: int
+    subtotal: int = Field(description="Minor units; the sum of the lines before tax")
     total: int = Field(description="Minor units; the sum of the lines")
     lines: list[InvoiceLinePublic]
     finalized_at: datetime | None
@@ -70,6 +70,7 @@ class UpcomingInvoice(BaseModel):
     period_end: datetime = Field(description="When the period is due to end")
     usage_from: datetime
     usage_to: datetime
+    subtotal: int = Field(description="Before tax")
     total: int
     lines: list[InvoiceLinePublic]
 

@@ -13,6 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate_billing.catalog.repository import PlanRepository
 from tollgate_billing.catalog.service import metered_charges_of
+from tollgate_billing.customers.repository import CustomerRepository
+from tollgate_billing.discounts.service import (
+    AppliedDiscount,
+    discount_for_invoice,
+    use_one_period,
+)
 from tollgate_billing.events import BillingEvent, publish
 from tollgate_billing.invoices.metering_usage import MeteringUsageClient, PeriodUsage
 from tollgate_billing.invoices.models import Invoice, InvoiceLine, InvoiceLineKind, InvoiceState
@@ -27,6 +33,7 @@ from tollgate_billing.invoices.schemas import (
     UpcomingInvoice,
 )
 from tollgate_billing.pricing.charges import charge_for_usage
+from tollgate_billing.pricing.money import exact_arithmetic, from_minor_units, to_minor_units
 from tollgate_billing.subscriptions.models import Interval, PendingInvoiceItem
 from tollgate_billing.subscriptions.proration import fee_of
 from tollgate_shared.errors import ConflictError, NotFoundError
@@ -52,10 +59,26 @@ class ComputedInvoice:
     lines: list[InvoiceLine]
     items: list[PendingInvoiceItem]
     usage: PeriodUsage
+    discount: AppliedDiscount | None = None
+
+    @property
+    def subtotal(self) -> int:
+        """Before tax."""
+        return sum(line.amount for line in self.lines if line.kind != InvoiceLineKind.TAX)
 
     @property
     def total(self) -> int:
         return sum(line.amount for line in self.lines)
+
+
+def tax_of(subtotal: int, *, rate: Decimal, currency: str) -> int:
+    """rate percent of the subtotal, exact, rounded once to minor units half to even (ADR
+    0015). A subtotal at or below zero (credits) bears no tax: 0, never a negative tax."""
+    if subtotal <= 0:
+        return 0
+    with exact_arithmetic():
+        exact = from_minor_units(subtotal, currency) * rate / 100
+    return to_minor_units(exact, currency)
 
 
 def _plain(value: Decimal) -> str:
@@ -138,7 +161,25 @@ async def compute_invoice(
                 for line in charge.lines
             ],
         )
-    return ComputedInvoice(lines=lines, items=items, usage=usage)
+    discount = await discount_for_invoice(
+        session,
+        customer_id=invoice.customer_id,
+        plan_key=invoice.plan_key,
+        subtotal=sum(line.amount for line in lines),
+        currency=invoice.currency,
+        lock=lock_items,
+    )
+    if discount is not None:
+        add(InvoiceLineKind.DISCOUNT, discount.description, discount.amount)
+    customer = await CustomerRepository(session).get(invoice.customer_id)
+    if customer is not None and customer.tax_rate is not None:
+        subtotal = sum(line.amount for line in lines)
+        add(
+            InvoiceLineKind.TAX,
+            f"Tax {_plain(customer.tax_rate)} %",
+            tax_of(subtotal, rate=customer.tax_rate, currency=invoice.currency),
+        )
+    return ComputedInvoice(lines=lines, items=items, usage=usage, discount=discount)
 
 
 async def finalize(
@@ -156,9 +197,11 @@ async def finalize(
     for item in computed.items:
         item.invoiced_at, item.invoice_id = now, invoice.id
         session.add(item)
+    if computed.discount is not None:
+        use_one_period(session, computed.discount, now=now)
     # Last, so the number's lock is held for as short a time as this transaction allows.
     invoice.number = await repository.take_number()
-    invoice.subtotal = invoice.total = computed.total
+    invoice.subtotal, invoice.total = computed.subtotal, computed.total
     invoice.usage_from, invoice.usage_to = computed.usage.usage_from, computed.usage.usage_to
     invoice.state, invoice.finalized_at = InvoiceState.OPEN.value, now
     await repository.save(invoice)
@@ -290,6 +333,7 @@ async def upcoming_invoice(
         period_end=draft.period_end,
         usage_from=computed.usage.usage_from,
         usage_to=computed.usage.usage_to,
+        subtotal=computed.subtotal,
         total=computed.total,
         lines=[line_view(line) for line in computed.lines],
     )
