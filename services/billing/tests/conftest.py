@@ -2,7 +2,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 from nats.aio.client import Client
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
+from nats.js.api import StreamConfig
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tollgate_billing.app import create_app
@@ -22,6 +22,9 @@ from tollgate_billing.customers.handlers import ORGANIZATION_CREATED
 from tollgate_billing.testing import migrated_test_settings
 from tollgate_shared.errors import PROBLEM_BASE, PROBLEM_JSON
 from tollgate_shared.events.streams import ensure_stream, stream_for_service
+from tollgate_shared.testing.consumers import (
+    consumer_from_stream_end as shared_consumer_from_stream_end,
+)
 from tollgate_shared.testing.database import rolled_back_sessions
 
 # Each table, and which of its rows database_state compares. Customers and their events only
@@ -42,36 +45,10 @@ TABLES = {
 DEADLINE_SECONDS = 15.0
 
 
-@asynccontextmanager
-async def consumer_from_stream_end(
+def consumer_from_stream_end(
     nats_url: str, stream: StreamConfig, filter_subject: str
-) -> AsyncIterator[str]:
-    """A durable consumer name for one app, created before the app creates it, delivering only
-    new events; deleted at the end.
-
-    The app would create it delivering the whole stream, which is right in production (nothing
-    is lost) but would replay every event other suites published on a shared NATS."""
-    assert stream.name is not None
-    name = f"billing-{stream.name.lower()}-test-{uuid.uuid4().hex[:10]}"
-    client = await nats.connect(nats_url)
-    try:
-        js = client.jetstream()
-        await ensure_stream(js, stream)
-        await js.add_consumer(
-            stream.name,
-            ConsumerConfig(
-                durable_name=name,
-                filter_subject=filter_subject,
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.NEW,
-                ack_wait=30,
-                max_deliver=-1,
-            ),
-        )
-        yield name
-        await js.delete_consumer(stream.name, name)
-    finally:
-        await client.close()
+) -> AbstractAsyncContextManager[str]:
+    return shared_consumer_from_stream_end(nats_url, stream, filter_subject, prefix="billing")
 
 
 @asynccontextmanager

@@ -1,15 +1,13 @@
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import nats
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tollgate_keys.app import MIGRATIONS_DIR, create_app
@@ -17,10 +15,13 @@ from tollgate_keys.config import KeysSettings
 from tollgate_keys.organizations.handlers import SUBSCRIPTION_EVENTS
 from tollgate_keys.testing import migrated_test_settings
 from tollgate_shared.errors import PROBLEM_BASE, PROBLEM_JSON
-from tollgate_shared.events.streams import ensure_stream, stream_for_service
+from tollgate_shared.events.streams import stream_for_service
 from tollgate_shared.events.tables import outbox
 from tollgate_shared.identity import TokenVerifier, generate_keypair
 from tollgate_shared.migrations import upgrade
+from tollgate_shared.testing.consumers import (
+    consumer_from_stream_end as shared_consumer_from_stream_end,
+)
 from tollgate_shared.testing.database import rolled_back_sessions
 
 STRONG_PASSWORD = "correct horse battery staple"
@@ -43,36 +44,13 @@ def token_keys() -> tuple[str, str]:
     return generate_keypair()
 
 
-@asynccontextmanager
-async def consumer_from_stream_end(nats_url: str, filter_subject: str) -> AsyncIterator[str]:
-    """A durable consumer name of the BILLING stream for one app, created before the app creates
-    it, delivering only new events; deleted at the end.
-
-    The app would create it delivering the whole stream, which is right in production (nothing
-    is lost) but would replay every event other suites published on a shared NATS, and two apps
-    with one name would split the events between their databases."""
-    stream = stream_for_service("billing")
-    assert stream.name is not None
-    name = f"keys-billing-test-{uuid.uuid4().hex[:10]}"
-    client = await nats.connect(nats_url)
-    try:
-        js = client.jetstream()
-        await ensure_stream(js, stream)
-        await js.add_consumer(
-            stream.name,
-            ConsumerConfig(
-                durable_name=name,
-                filter_subject=filter_subject,
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.NEW,
-                ack_wait=30,
-                max_deliver=-1,
-            ),
-        )
-        yield name
-        await js.delete_consumer(stream.name, name)
-    finally:
-        await client.close()
+def consumer_from_stream_end(
+    nats_url: str, filter_subject: str
+) -> AbstractAsyncContextManager[str]:
+    """The keys app's consumer of billing's subscription events, from the stream's end."""
+    return shared_consumer_from_stream_end(
+        nats_url, stream_for_service("billing"), filter_subject, prefix="keys"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -6,11 +6,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import nats
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
+from nats.js.api import StreamConfig
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tollgate_metering.app import create_app
@@ -19,7 +18,10 @@ from tollgate_metering.gateway_usage.handlers import USAGE_RECORDED
 from tollgate_metering.organizations.handlers import ORGANIZATION_EVENTS
 from tollgate_metering.testing import migrated_test_settings
 from tollgate_shared.errors import PROBLEM_BASE, PROBLEM_JSON
-from tollgate_shared.events.streams import ensure_stream, stream_for_service, usage_stream
+from tollgate_shared.events.streams import stream_for_service, usage_stream
+from tollgate_shared.testing.consumers import (
+    consumer_from_stream_end as shared_consumer_from_stream_end,
+)
 from tollgate_shared.testing.database import rolled_back_sessions
 
 # Each table, and which of its rows database_state compares. Gateway usage and organisations
@@ -45,36 +47,10 @@ TABLES = {
 }
 
 
-@asynccontextmanager
-async def consumer_from_stream_end(
+def consumer_from_stream_end(
     nats_url: str, stream: StreamConfig, filter_subject: str
-) -> AsyncIterator[str]:
-    """A durable consumer name for one app, created before the app creates it, delivering only
-    new events; deleted at the end.
-
-    The app would create it delivering the whole stream, which is right in production (nothing
-    is lost) but would replay every event other suites published on a shared NATS."""
-    assert stream.name is not None
-    name = f"metering-{stream.name.lower()}-test-{uuid.uuid4().hex[:10]}"
-    client = await nats.connect(nats_url)
-    try:
-        js = client.jetstream()
-        await ensure_stream(js, stream)
-        await js.add_consumer(
-            stream.name,
-            ConsumerConfig(
-                durable_name=name,
-                filter_subject=filter_subject,
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.NEW,
-                ack_wait=30,
-                max_deliver=-1,
-            ),
-        )
-        yield name
-        await js.delete_consumer(stream.name, name)
-    finally:
-        await client.close()
+) -> AbstractAsyncContextManager[str]:
+    return shared_consumer_from_stream_end(nats_url, stream, filter_subject, prefix="metering")
 
 
 def usage_consumer_from_stream_end(nats_url: str) -> AbstractAsyncContextManager[str]:
