@@ -134,6 +134,30 @@ measured_requests_staged AS (
 """  # noqa: S608 (constant fragments only)
 
 
+# How a staged row adds to a stored analytics row: counts and bytes summed, the two sparse
+# histograms merged position by position.
+_MERGE_WITH_STORED = """
+    requests = rollup.requests + excluded.requests,
+    request_bytes = rollup.request_bytes + excluded.request_bytes,
+    response_bytes = rollup.response_bytes + excluded.response_bytes,
+    latency_buckets = (
+        SELECT coalesce(array_agg(DISTINCT position ORDER BY position), '{}')
+        FROM unnest(rollup.latency_buckets || excluded.latency_buckets) AS cell(position)
+    ),
+    latency_counts = (
+        SELECT coalesce(array_agg(requests ORDER BY position), '{}')
+        FROM (
+            SELECT position, sum(requests)::bigint AS requests
+            FROM unnest(
+                rollup.latency_buckets || excluded.latency_buckets,
+                rollup.latency_counts || excluded.latency_counts
+            ) AS cell(position, requests)
+            GROUP BY position
+        ) AS merged
+    )
+"""
+
+
 def _add_to_request_analytics(unit: str) -> sa.TextClause:
     """The staged requests, added to the hour or day rollup in key order (no deadlock between
     two transactions): per key the counts, bytes and the sparse histogram, merged position by
@@ -162,31 +186,12 @@ FROM (
 GROUP BY 1, 2, 3, 4, 5, 6
 ORDER BY 1, 2, 3, 4, 5, 6
 ON CONFLICT (org_id, bucket_start, key_id, route, status, plan) DO UPDATE SET
-    requests = rollup.requests + excluded.requests,
-    request_bytes = rollup.request_bytes + excluded.request_bytes,
-    response_bytes = rollup.response_bytes + excluded.response_bytes,
-    latency_buckets = (
-        SELECT coalesce(array_agg(DISTINCT position ORDER BY position), '{{}}')
-        FROM unnest(rollup.latency_buckets || excluded.latency_buckets) AS cell(position)
-    ),
-    latency_counts = (
-        SELECT coalesce(array_agg(requests ORDER BY position), '{{}}')
-        FROM (
-            SELECT position, sum(requests)::bigint AS requests
-            FROM unnest(
-                rollup.latency_buckets || excluded.latency_buckets,
-                rollup.latency_counts || excluded.latency_counts
-            ) AS cell(position, requests)
-            GROUP BY position
-        ) AS merged
-    )
-"""  # noqa: S608 (constant fragments only)
+{_MERGE_WITH_STORED}"""  # noqa: S608 (constant fragments only)
     )
 
 
 # The day rows per single dimension (migration 0005): each staged request once per dimension.
-_ADD_TO_REQUEST_ANALYTICS_BY_DIMENSION = sa.text(
-    """
+_INSERT_BY_DIMENSION = """
 INSERT INTO metering.request_analytics_day_by AS rollup (
     org_id, bucket_start, dimension, grp, status,
     requests, request_bytes, response_bytes, latency_buckets, latency_counts
@@ -212,26 +217,8 @@ FROM (
 GROUP BY 1, 2, 3, 4, 5
 ORDER BY 1, 3, 2, 4, 5
 ON CONFLICT (org_id, dimension, bucket_start, grp, status) DO UPDATE SET
-    requests = rollup.requests + excluded.requests,
-    request_bytes = rollup.request_bytes + excluded.request_bytes,
-    response_bytes = rollup.response_bytes + excluded.response_bytes,
-    latency_buckets = (
-        SELECT coalesce(array_agg(DISTINCT position ORDER BY position), '{}')
-        FROM unnest(rollup.latency_buckets || excluded.latency_buckets) AS cell(position)
-    ),
-    latency_counts = (
-        SELECT coalesce(array_agg(requests ORDER BY position), '{}')
-        FROM (
-            SELECT position, sum(requests)::bigint AS requests
-            FROM unnest(
-                rollup.latency_buckets || excluded.latency_buckets,
-                rollup.latency_counts || excluded.latency_counts
-            ) AS cell(position, requests)
-            GROUP BY position
-        ) AS merged
-    )
 """
-)
+_ADD_TO_REQUEST_ANALYTICS_BY_DIMENSION = sa.text(_INSERT_BY_DIMENSION + _MERGE_WITH_STORED)
 
 _ADD_TO_REQUEST_ANALYTICS = [
     *(_add_to_request_analytics(unit) for unit in ("hour", "day")),
