@@ -114,3 +114,16 @@ def test_billing_routes_and_its_operator_only_catalog_administration():
         frozenset({"super_admin"}),
     )
     assert table.match("/v1/billing/adminx").name == "billing"  # whole segments only
+
+
+def test_stripe_webhooks_are_public_and_only_that_path():
+    table = RouteTable(builtin_routes({"keys": "http://keys", "billing": "http://billing"}))
+    webhooks = table.match("/v1/billing/webhooks/stripe")
+    assert (webhooks.name, webhooks.service, webhooks.credential) == (
+        "stripe-webhooks",
+        "billing",
+        "public",
+    )
+    # A sibling path is not public: it needs a credential like the rest of billing.
+    assert table.match("/v1/billing/webhooks/other").credential == "any"
+    assert table.match("/v1/onboarding/steps/plan").name == "onboarding"

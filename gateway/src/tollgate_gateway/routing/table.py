@@ -67,6 +67,9 @@ _BUILTIN = [
     ("billing", "/v1/billing", "billing", "any", ()),
     # Longer than /v1/billing: the plan catalog's administration is the platform operator's.
     ("billing-admin", "/v1/billing/admin", "billing", "user", ("super_admin",)),
+    # Stripe calls it with no credential of ours: billing verifies the Stripe-Signature header.
+    ("stripe-webhooks", "/v1/billing/webhooks/stripe", "billing", "public", ()),
+    ("onboarding", "/v1/onboarding", "billing", "any", ()),
 ]
 
 
