@@ -21,6 +21,7 @@ from tollgate_billing.invoices.closer import close_periods_forever
 from tollgate_billing.invoices.endpoints import admin_router as invoices_admin_router
 from tollgate_billing.invoices.endpoints import router as invoices_router
 from tollgate_billing.invoices.metering_usage import MeteringUsageClient
+from tollgate_billing.reports.endpoints import admin_router as reports_admin_router
 from tollgate_billing.subscriptions.endpoints import router as subscription_router
 from tollgate_billing.subscriptions.roller import roll_periods_forever
 from tollgate_shared.app import ServiceRuntime, create_service_app
@@ -75,6 +76,7 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
             discounts_admin_router,
             invoices_router,
             invoices_admin_router,
+            reports_admin_router,
         ],
         background=background,
         on_startup=on_startup,

@@ -1,0 +1,1 @@
+"""The operator's views across customers: MRR, revenue by month, invoices by state."""
