@@ -127,6 +127,7 @@ async def test_a_period_is_invoiced_once_with_metering_quantities_line_by_line(
         ("base_fee", None),
         ("metered", "1"),
     ]
+    assert upcoming.json()["usage"] == {"api_requests": "1"}
     async with db() as session:
         issued = await session.scalar(
             sa.text(

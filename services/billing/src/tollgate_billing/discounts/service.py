@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from tollgate_billing.customers.models import Customer
 from tollgate_billing.customers.repository import CustomerRepository
 from tollgate_billing.customers.service import CustomerNotFoundError
 from tollgate_billing.discounts.models import DiscountCode, DiscountDuration, DiscountRedemption
@@ -127,16 +128,18 @@ async def running_redemption(
     return None if row is None else (row[0], row[1])
 
 
-async def redeem(
-    session: AsyncSession, *, org_id: uuid.UUID, code: str, now: datetime
-) -> CustomerDiscount:
-    """The customer's discount from its next invoice on. Unknown, archived and expired codes
-    are all 404 (a code's existence is not revealed); the code's row is locked, so the count
-    against max_redemptions is exact under concurrent redemptions."""
-    customer = await CustomerRepository(session).of_org(org_id, for_update=True)
-    if customer is None:
-        raise CustomerNotFoundError("This organisation has no billing customer yet.")
-    discount = await _by_code(session, code, for_update=True)
+async def redeemable(
+    session: AsyncSession,
+    *,
+    customer: Customer,
+    code: str,
+    plan_key: str,
+    now: datetime,
+    for_update: bool = False,
+) -> DiscountCode:
+    """The code if the customer may redeem it on the plan now, else the reason as a problem.
+    Unknown, archived and expired codes are all 404 (a code's existence is not revealed)."""
+    discount = await _by_code(session, code, for_update=for_update)
     if (
         discount is None
         or discount.archived_at is not None
@@ -147,12 +150,31 @@ async def redeem(
         raise DiscountAlreadyAppliedError(
             "Your organisation already has a running discount; one at a time."
         )
-    if discount.plans is not None and customer.plan_key not in discount.plans:
+    if discount.plans is not None and plan_key not in discount.plans:
         raise DiscountNotEligibleError(
-            f"The code is not valid for the plan '{customer.plan_key}'.", plans=discount.plans
+            f"The code is not valid for the plan '{plan_key}'.", plans=discount.plans
         )
     if discount.max_redemptions is not None and discount.redemptions >= discount.max_redemptions:
         raise DiscountExhaustedError("The code has been redeemed as many times as it may be.")
+    return discount
+
+
+async def redeem(
+    session: AsyncSession, *, org_id: uuid.UUID, code: str, now: datetime
+) -> CustomerDiscount:
+    """The customer's discount from its next invoice on. The code's row is locked, so the
+    count against max_redemptions is exact under concurrent redemptions."""
+    customer = await CustomerRepository(session).of_org(org_id, for_update=True)
+    if customer is None:
+        raise CustomerNotFoundError("This organisation has no billing customer yet.")
+    discount = await redeemable(
+        session,
+        customer=customer,
+        code=code,
+        plan_key=customer.plan_key,
+        now=now,
+        for_update=True,
+    )
     discount.redemptions += 1
     periods_left = {
         DiscountDuration.ONCE: 1,

@@ -73,6 +73,9 @@ class UpcomingInvoice(BaseModel):
     subtotal: int = Field(description="Before tax")
     total: int
     lines: list[InvoiceLinePublic]
+    usage: dict[str, DecimalString] = Field(
+        description="Every meter's quantity so far this period, priced or not"
+    )
 
 
 class ReconciliationLine(BaseModel):

@@ -336,6 +336,7 @@ async def upcoming_invoice(
         subtotal=computed.subtotal,
         total=computed.total,
         lines=[line_view(line) for line in computed.lines],
+        usage=computed.usage.quantities,
     )
 
 
