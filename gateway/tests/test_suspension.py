@@ -6,6 +6,7 @@ open. Paying (the same event, status active, a newer version) lets calls pass ag
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from prometheus_client import REGISTRY
 from tollgate_gateway.app import create_app as create_gateway
 from tollgate_shared.events.envelope import CloudEvent
 from tollgate_shared.events.streams import ensure_stream, stream_for_service
+from tollgate_shared.identity import TokenSigner
 from tollgate_shared.testing.http import RunningServer, serving
 
 from .conftest import PASSWORD, bearer
@@ -215,3 +217,17 @@ async def test_a_user_token_tells_the_state_it_was_signed_with_until_refreshed(
     assert refreshed.status_code == 200, refreshed.text
     signed_after = bearer(refreshed.json()["access_token"])
     assert (await http.get(paid, headers=signed_after)).status_code == 402
+
+
+async def test_a_token_signed_before_suspension_existed_is_not_suspended(
+    http, paid_gateway, counting_upstream, token_keys
+):
+    signer = TokenSigner(
+        token_keys[0], issuer="tollgate-keys", audience="tollgate-gateway", ttl_seconds=60
+    )
+    claims = {"sub": str(uuid.uuid4()), "org": str(uuid.uuid4()), "roles": ["org_admin"]}
+    url = f"{paid_gateway.url}/api/paid/old"
+    assert (await http.get(url, headers=bearer(signer.sign(claims)))).status_code == 200
+    suspended = signer.sign({**claims, "suspended": True})
+    assert (await http.get(url, headers=bearer(suspended))).status_code == 402
+    assert counting_upstream[0].seen == ["GET /old"]
