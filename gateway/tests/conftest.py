@@ -13,10 +13,13 @@ from tollgate_gateway.app import create_app as create_gateway
 from tollgate_gateway.config import GatewaySettings
 from tollgate_keys.app import create_app as create_keys
 from tollgate_keys.config import KeysSettings
+from tollgate_keys.organizations.handlers import SUBSCRIPTION_EVENTS
 from tollgate_keys.testing import migrated_test_settings
 from tollgate_local.demo_upstream import create_app as create_demo
 from tollgate_shared.embedded import free_port
+from tollgate_shared.events.streams import stream_for_service
 from tollgate_shared.identity import generate_keypair
+from tollgate_shared.testing.consumers import consumer_from_stream_end
 from tollgate_shared.testing.http import RunningServer, serving
 
 PASSWORD = "correct horse battery staple"
@@ -28,17 +31,29 @@ def token_keys() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="session")
+async def subscriptions_consumer_name(nats_url: str) -> AsyncIterator[str]:
+    """The keys app's own consumer of billing's subscription events (suspension tests publish
+    them): another keys app on a shared NATS would otherwise take half of them."""
+    async with consumer_from_stream_end(
+        nats_url, stream_for_service("billing"), SUBSCRIPTION_EVENTS, prefix="gateway-keys"
+    ) as name:
+        yield name
+
+
+@pytest.fixture(scope="session")
 def keys_settings(
     new_database: Callable[[str], str],
     nats_url: str,
     identity_keys: tuple[str, str],
     token_keys: tuple[str, str],
+    subscriptions_consumer_name: str,
 ) -> KeysSettings:
     return migrated_test_settings(
         database_url=new_database("gateway_keys"),
         nats_url=nats_url,
         identity_public_key=identity_keys[1],
         token_private_key=token_keys[0],
+        subscriptions_consumer_name=subscriptions_consumer_name,
     )
 
 

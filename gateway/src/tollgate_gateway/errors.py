@@ -57,3 +57,7 @@ class RateLimitedError(ProblemError):
 
 class QuotaExceededError(ProblemError):
     status, slug, title = 429, "quota-exceeded", "Quota exceeded"
+
+
+class OrganizationSuspendedError(ProblemError):
+    status, slug, title = 402, "organization-suspended", "Organisation suspended"

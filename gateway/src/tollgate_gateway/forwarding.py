@@ -1,4 +1,5 @@
-"""The gateway's one job per request: route, authenticate, authorize, quotas, limit, forward."""
+"""The gateway's one job per request: route, authenticate, authorize, suspension, quotas, limit,
+forward."""
 
 import uuid
 from dataclasses import dataclass, replace
@@ -6,7 +7,7 @@ from dataclasses import dataclass, replace
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tollgate_gateway.authentication.authenticator import Authenticator, credential_from
+from tollgate_gateway.authentication.authenticator import Authenticator, Caller, credential_from
 from tollgate_gateway.authentication.invalidation import KeyInvalidation
 from tollgate_gateway.authentication.key_cache import VerifiedKey
 from tollgate_gateway.authentication.key_usage import KeyUsageTracker
@@ -31,6 +32,8 @@ from tollgate_gateway.routing.proxy import (
     read_body,
 )
 from tollgate_gateway.routing.table import Route, RouteTable
+from tollgate_gateway.suspension import REFUSED as SUSPENSION_REFUSED
+from tollgate_gateway.suspension import suspended_refusal
 from tollgate_gateway.usage.subject import UsageSubject, attach_subject
 from tollgate_shared.errors import UnauthorizedError
 from tollgate_shared.identity import (
@@ -78,15 +81,19 @@ class Gateway:
         limit_headers: dict[str, str] = {}
         quota_warning: str | None = None
         if route.credential != "public":
-            identity, key = await self.identify(request)
+            identity, key, suspended = await self.identify(request)
             # From here on the request is usage, whatever its outcome (refusals included).
             subject = UsageSubject.of(identity, route)
             attach_subject(request.scope, subject)
             authorize(route, identity, request.method)
             if key is not None:
                 self.key_usage.record(key.key_id)
-            # Quotas sell the operator's API; Tollgate's own routes (usage, upgrades) stay open.
-            # Checked before the limiter, so a request the quota refuses spends no token.
+            # Suspension and quotas sell the operator's API; Tollgate's own routes (usage,
+            # invoices, upgrades) stay open, so an org can pay. Both are checked before the
+            # limiter, so a refused request spends no token.
+            if route.service is None and suspended:
+                SUSPENSION_REFUSED.inc()
+                raise suspended_refusal()
             if route.service is None and identity.org_id is not None:
                 quota_warning = self.enforce_quotas(request, subject, identity.org_id, route)
             if key is not None:
@@ -117,7 +124,7 @@ class Gateway:
             )
         return response
 
-    async def identify(self, request: Request) -> tuple[Identity, VerifiedKey | None]:
+    async def identify(self, request: Request) -> Caller:
         credential = credential_from(
             request.headers.get("authorization"), request.headers.get("x-api-key")
         )

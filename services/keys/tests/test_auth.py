@@ -25,6 +25,7 @@ async def test_login_returns_an_access_token_the_gateway_can_verify(
     assert claims["org"] == str(acme.org_id)
     assert claims["roles"] == ["org_admin"]
     assert claims["plan"] == "free"
+    assert claims["suspended"] is False
     assert claims["iss"] == "tollgate-keys"
     assert claims["aud"] == "tollgate-gateway"
     assert tokens["expires_in"] == 900

@@ -57,7 +57,12 @@ async def test_a_newer_subscription_sets_the_plan_and_announces_it(db, client, a
     await apply(db, subscription_event(acme.org_id, "pro", 2))
     assert await plan_of(db, acme.org_id) == ("pro", 2)
     [event] = await outbox_events(db, org_id=acme.org_id, type_=UPDATED)
-    assert event["data"] == {"organization_id": str(acme.org_id), "name": "Acme", "plan": "pro"}
+    assert event["data"] == {
+        "organization_id": str(acme.org_id),
+        "name": "Acme",
+        "plan": "pro",
+        "suspended": False,
+    }
     # Verified keys carry it, so the gateway rates the org's keys by the new plan.
     verified = await client.post(
         "/internal/v1/keys/verify",
@@ -95,6 +100,13 @@ async def test_an_unknown_organisation_is_ignored(db):
         {"organization_id": str(uuid.uuid4()), "rate_limit_tier": "", "version": 2},
         {"organization_id": str(uuid.uuid4()), "rate_limit_tier": "pro", "version": 0},
         {"organization_id": str(uuid.uuid4()), "rate_limit_tier": "pro"},
+        {
+            "organization_id": str(uuid.uuid4()),
+            "rate_limit_tier": "pro",
+            "version": 2,
+            "status": "",
+        },
+        {"organization_id": str(uuid.uuid4()), "rate_limit_tier": "pro", "version": 2, "status": 1},
     ],
 )
 async def test_a_malformed_event_raises_for_the_dead_letters(db, data):

@@ -30,6 +30,7 @@ async def test_verify_returns_what_the_gateway_caches(client, acme, gateway):
         "scopes": ["read", "write"],
         "rate_limit": None,
         "plan": "free",
+        "suspended": False,
         "expires_at": None,
     }
 

@@ -8,6 +8,7 @@ async def test_any_member_reads_the_organisation(client, acme):
     assert response.status_code == 200
     assert response.json()["id"] == str(acme.org_id)
     assert response.json()["plan"] == "free"
+    assert response.json()["suspended"] is False
 
 
 async def test_rename_writes_an_event(client, acme, db):
@@ -24,6 +25,7 @@ async def test_rename_writes_an_event(client, acme, db):
         "organization_id": str(acme.org_id),
         "name": "Acme Corp",
         "plan": "free",
+        "suspended": False,
     }
     me = (await client.get("/v1/me", headers=acme.admin)).json()
     assert me["memberships"][0]["organization_name"] == "Acme Corp"

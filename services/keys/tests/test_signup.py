@@ -63,6 +63,7 @@ async def test_signup_writes_one_event_of_each_kind_with_the_facts(acme, db):
         "organization_id": str(acme.org_id),
         "name": "Acme",
         "plan": "free",
+        "suspended": False,
         "created_by_user_id": str(acme.admin_id),
     }
     assert by_type["tollgate.keys.user.created"]["data"] == {

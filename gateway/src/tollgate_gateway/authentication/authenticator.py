@@ -4,6 +4,7 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import jwt
 import structlog
@@ -33,6 +34,14 @@ def credential_from(authorization: str | None, api_key_header: str | None) -> st
     return None
 
 
+class Caller(NamedTuple):
+    identity: Identity
+    key: VerifiedKey | None  # for an API key
+    # The caller's organisation is suspended for non-payment: from the verified key, or from a
+    # user's access token as it was signed (ADR 0022).
+    suspended: bool
+
+
 class Authenticator:
     def __init__(
         self,
@@ -47,7 +56,7 @@ class Authenticator:
         # Pending lookups by secret, with the cache generation they started in.
         self._lookups: dict[str, tuple[int, asyncio.Future[VerifiedKey | None]]] = {}
 
-    async def authenticate(self, credential: str) -> tuple[Identity, VerifiedKey | None]:
+    async def authenticate(self, credential: str) -> Caller:
         if credential.startswith("tg_"):
             key = await self.verify_api_key(credential)
             identity = Identity(
@@ -57,8 +66,8 @@ class Authenticator:
                 scopes=frozenset(key.scopes),
                 plan=key.plan,
             )
-            return identity, key
-        return self.verify_user_token(credential), None
+            return Caller(identity, key, key.suspended)
+        return self.verify_user_token(credential)
 
     async def verify_api_key(self, key: str) -> VerifiedKey:
         # Shape and checksum first: garbage never costs a lookup.
@@ -115,16 +124,18 @@ class Authenticator:
         if not done.cancelled():
             done.exception()  # retrieved here too, in case every waiter was cancelled
 
-    def verify_user_token(self, token: str) -> Identity:
+    def verify_user_token(self, token: str) -> Caller:
         try:
             claims = self.user_tokens.verify(token)
             org = claims.get("org")
-            return Identity(
+            identity = Identity(
                 principal_type="user",
                 principal_id=str(uuid.UUID(claims["sub"])),
                 org_id=uuid.UUID(org) if org else None,
                 roles=frozenset(claims.get("roles") or ()),
                 plan=claims.get("plan"),
             )
+            # Tokens signed before suspension existed lack the claim: not suspended.
+            return Caller(identity, None, claims.get("suspended") is True)
         except (jwt.InvalidTokenError, KeyError, ValueError, TypeError) as error:
             raise InvalidTokenError("The access token is invalid or expired.") from error

@@ -1,5 +1,5 @@
 """Key changes reach every gateway replica through NATS and evict the cached key at once; an
-organisation's plan change evicts all its keys, so the new plan's rate limits apply at once."""
+organisation's plan or suspension change evicts all its keys, so it applies at once."""
 
 import json
 import re
@@ -21,7 +21,7 @@ _KEY_CHANGE_PATH = re.compile(r"^/v1/keys/([0-9a-fA-F-]{36})(?:/rotate)?$")
 EVICTIONS = Counter("tollgate_gateway_key_evictions_total", "Cached keys evicted by key events")
 ORGANIZATION_EVICTIONS = Counter(
     "tollgate_gateway_organization_key_evictions_total",
-    "Cached keys evicted because their organisation changed (its plan)",
+    "Cached keys evicted because their organisation changed (its plan or suspension)",
 )
 
 
@@ -54,8 +54,8 @@ class KeyInvalidation:
         logger.info("key evicted", key_id=str(key_id), subject=message.subject, secrets=evicted)
 
     async def _on_organization_event(self, message: Msg) -> None:
-        """Verified keys carry the org's plan: a rename evicts them too, which costs one lookup
-        per key and keeps this free of guessing which fields changed."""
+        """Verified keys carry the org's plan and suspension: a rename evicts them too, which
+        costs one lookup per key and keeps this free of guessing which fields changed."""
         try:
             org_id = uuid.UUID(json.loads(message.data)["data"]["organization_id"])
         except (ValueError, KeyError, TypeError):

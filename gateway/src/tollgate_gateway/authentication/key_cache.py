@@ -1,5 +1,5 @@
 """In-process cache of verified API keys, by secret hash, with an index by key id for eviction
-(and eviction by organisation when its plan changes)."""
+(and eviction by organisation when its plan or suspension changes)."""
 
 import time
 import uuid
@@ -20,6 +20,8 @@ class VerifiedKey(BaseModel):
     scopes: list[str]
     rate_limit: dict[str, int] | None = None
     plan: str
+    # The organisation is suspended for non-payment (ADR 0022); absent from an older keys service.
+    suspended: bool = False
     expires_at: datetime | None = None
 
 
@@ -88,8 +90,8 @@ class KeyCache:
         return len(hashes)
 
     def evict_organization(self, org_id: uuid.UUID) -> int:
-        """Forget every cached key of the organisation (its plan changed, so the rate limits its
-        keys carry did); returns how many secrets were forgotten. A scan: plan changes are rare
+        """Forget every cached key of the organisation (its plan or suspension changed, which its
+        keys carry); returns how many secrets were forgotten. A scan: plan changes are rare
         next to requests, and the cache is bounded."""
         self.generation += 1
         key_ids = {

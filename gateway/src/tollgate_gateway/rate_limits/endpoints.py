@@ -32,7 +32,7 @@ class LimitsView(BaseModel):
 @router.get("/v1/limits")
 async def read_limits(request: Request, response: Response) -> LimitsView:
     gateway: Gateway = request.app.state.gateway
-    identity, key = await gateway.identify(request)
+    identity, key, _suspended = await gateway.identify(request)
     bind_identity_to_logs(identity)
     if key is not None:
         policies = gateway.policies.key_policies(key)

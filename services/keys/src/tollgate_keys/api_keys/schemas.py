@@ -122,6 +122,10 @@ class VerifiedKey(BaseModel):
     scopes: list[str]
     rate_limit: dict[str, int] | None
     plan: str
+    suspended: bool = Field(
+        description="The organisation is suspended for non-payment: the gateway refuses its "
+        "calls to the operator's API"
+    )
     expires_at: datetime | None = Field(description="When this secret stops working, if ever")
 
 

@@ -221,6 +221,7 @@ async def verify_secret_hash(session: AsyncSession, *, secret_hash: str) -> Veri
         scopes=key.scopes,
         rate_limit=key.rate_limit,
         plan=organization.plan,
+        suspended=organization.suspended,
         expires_at=expires_at,
     )
 

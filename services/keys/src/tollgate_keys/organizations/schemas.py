@@ -13,6 +13,10 @@ class OrganizationPublic(BaseModel):
     id: uuid.UUID
     name: str
     plan: str
+    suspended: bool = Field(
+        description="Suspended for non-payment: calls to the operator's API are refused with "
+        "402 until the open invoice is paid"
+    )
     created_at: datetime
 
 

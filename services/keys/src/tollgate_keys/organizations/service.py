@@ -37,12 +37,7 @@ async def create_organization(
         session,
         KeysEvent.ORGANIZATION_CREATED,
         org_id=organization.id,
-        data={
-            "organization_id": str(organization.id),
-            "name": organization.name,
-            "plan": organization.plan,
-            "created_by_user_id": str(created_by),
-        },
+        data={**_event_data(organization), "created_by_user_id": str(created_by)},
     )
     return organization
 
@@ -59,17 +54,23 @@ async def rename_organization(
         session,
         KeysEvent.ORGANIZATION_UPDATED,
         org_id=organization.id,
-        data={"organization_id": str(organization.id), "name": name, "plan": organization.plan},
+        data=_event_data(organization),
     )
     return organization
 
 
-async def follow_billing_plan(
-    session: AsyncSession, *, org_id: uuid.UUID, plan: str, version: int
+async def follow_billing_subscription(
+    session: AsyncSession,
+    *,
+    org_id: uuid.UUID,
+    plan: str,
+    suspended: bool | None,
+    version: int,
 ) -> bool:
-    """Take the plan tier of the organisation's billing subscription at `version`, unless a
-    newer one was taken (events may come late or twice). Publishes organization.updated when
-    the plan changed, which metering and the gateway follow; returns whether it did."""
+    """Take the plan tier and suspension of the organisation's billing subscription at
+    `version`, unless a newer one was taken (events may come late or twice); `suspended` None
+    (an event without a status) leaves the suspension as it is. Publishes organization.updated
+    when either changed, which metering and the gateway follow; returns whether one did."""
     organization = await OrganizationRepository(session).get_for_update(org_id)
     if organization is None:
         # Billing's orgs are made from ours, so this is another installation's event on a
@@ -78,8 +79,11 @@ async def follow_billing_plan(
         return False
     if version <= organization.plan_version:
         return False
-    changed = organization.plan != plan
-    organization.plan, organization.plan_version = plan, version
+    if suspended is None:
+        suspended = organization.suspended
+    changed = (organization.plan, organization.suspended) != (plan, suspended)
+    organization.plan, organization.suspended = plan, suspended
+    organization.plan_version = version
     session.add(organization)
     await session.flush()
     if changed:
@@ -87,13 +91,15 @@ async def follow_billing_plan(
             session,
             KeysEvent.ORGANIZATION_UPDATED,
             org_id=organization.id,
-            data={
-                "organization_id": str(organization.id),
-                "name": organization.name,
-                "plan": plan,
-            },
+            data=_event_data(organization),
         )
-        logger.info("organisation plan changed", org_id=str(org_id), plan=plan, version=version)
+        logger.info(
+            "organisation's subscription changed",
+            org_id=str(org_id),
+            plan=plan,
+            suspended=suspended,
+            version=version,
+        )
     return changed
 
 
@@ -104,3 +110,13 @@ async def list_organizations(session: AsyncSession, *, page: PageParams) -> Page
         rows = rows[: page.limit]
         next_cursor = Cursor(created_at=rows[-1].created_at, id=rows[-1].id).encode()
     return Page(items=rows, next_cursor=next_cursor)
+
+
+def _event_data(organization: Organization) -> dict[str, object]:
+    """What organization.created and organization.updated carry."""
+    return {
+        "organization_id": str(organization.id),
+        "name": organization.name,
+        "plan": organization.plan,
+        "suspended": organization.suspended,
+    }

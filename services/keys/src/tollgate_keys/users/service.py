@@ -85,6 +85,7 @@ async def issue_tokens(
             org_id=organization.id if organization else None,
             roles=roles,
             plan=organization.plan if organization else None,
+            suspended=organization.suspended if organization else False,
         )
     )
     refresh_token, refresh_hash = new_opaque_token(REFRESH_PREFIX)

@@ -17,13 +17,21 @@ def access_token_signer(private_key: str, ttl_seconds: int) -> TokenSigner:
 
 
 def access_claims(
-    *, user_id: uuid.UUID, org_id: uuid.UUID | None, roles: list[str], plan: str | None
+    *,
+    user_id: uuid.UUID,
+    org_id: uuid.UUID | None,
+    roles: list[str],
+    plan: str | None,
+    suspended: bool,
 ) -> dict[str, object]:
+    """`suspended`: the organisation's state when signed; the gateway refuses the operator's
+    routes by it, so a change reaches users at their next refresh (ADR 0022)."""
     return {
         "sub": str(user_id),
         "org": str(org_id) if org_id else None,
         "roles": roles,
         "plan": plan,
+        "suspended": suspended,
     }
 
 
