@@ -261,7 +261,8 @@ async def test_lifting_the_limit_removes_the_entitlement(
 async def test_only_served_calls_to_the_operators_api_use_the_request_quota(
     client, db, catalog, acme, operator
 ) -> None:
-    """429s (refused) and calls to Tollgate's own endpoints (route meter null) are not counted."""
+    """429s and 402s (refused) and calls to Tollgate's own endpoints (route meter null) are not
+    counted."""
     await override(client, operator, acme, "api_requests", limit=3)
     calls = [
         {"status": 200},
@@ -269,6 +270,7 @@ async def test_only_served_calls_to_the_operators_api_use_the_request_quota(
         {"status": 500},
         {"status": 429},
         {"status": 429},
+        {"status": 402},
         {"status": 200, "route": "usage", "meter": None},
     ]
     async with db() as session, session.begin():
@@ -281,9 +283,9 @@ async def test_only_served_calls_to_the_operators_api_use_the_request_quota(
     await evaluate_now(db, catalog)
     [state] = await published(db, acme, ENTITLEMENT_UPDATED)
     assert (state["used"], state["status"]) == (3, "exceeded")
-    # All six are still in the usage and analytics: only the quota leaves them out.
+    # All seven are still in the usage and analytics: only the quota leaves them out.
     usage = (await client.get("/v1/usage", headers=acme.key("read"))).json()
-    assert [row["value"] for row in usage["data"] if row["meter"] == "api_requests"] == [6]
+    assert [row["value"] for row in usage["data"] if row["meter"] == "api_requests"] == [7]
 
 
 async def test_the_gateway_snapshot_holds_the_flagged_states_only(

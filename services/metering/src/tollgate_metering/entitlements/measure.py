@@ -14,9 +14,10 @@ from tollgate_metering.usage.repository import UsageRepository
 # api_requests quotas count calls to the operator's API (route meter api_requests), not to
 # Tollgate's own endpoints (usage, keys...: meter null), which stay free and always reachable.
 _COUNTED: dict[str, dict[str, Any]] = {API_REQUESTS: {"meter": API_REQUESTS}}
-# Requests the gateway (or the upstream) answered with 429 were refused, not served: they do not
-# use up a quota, or an org over its cap would keep climbing while it is refused.
-_NOT_COUNTED: dict[str, dict[str, Any]] = {API_REQUESTS: {"status": 429}}
+# Requests answered 429 (rate limit or quota, at the gateway or upstream) or 402 (the org is
+# suspended for non-payment) were refused, not served: they use up no quota and are never billed,
+# or an org over its cap would keep climbing while it is refused.
+_NOT_COUNTED: dict[str, list[dict[str, Any]]] = {API_REQUESTS: [{"status": 429}, {"status": 402}]}
 
 
 async def used_in_period(
@@ -34,6 +35,6 @@ async def used_in_period(
         by_subject=False,
         group_by=[],
         required_group=_COUNTED.get(meter.key),
-        excluded_group=_NOT_COUNTED.get(meter.key),
+        excluded_groups=_NOT_COUNTED.get(meter.key, []),
     )
     return rows[0].value if rows else Decimal(0)

@@ -128,12 +128,12 @@ class UsageRepository:
         by_subject: bool,
         group_by: Sequence[str],
         required_group: Mapping[str, Any] | None = None,
-        excluded_group: Mapping[str, Any] | None = None,
+        excluded_groups: Sequence[Mapping[str, Any]] = (),
     ) -> list[UsageRow]:
         """The aggregation over the minute buckets in [time_from, time_to) of meters sharing it,
         per meter and, when asked, per window (boundaries), subject and group_by property.
         required_group keeps only the buckets whose group_key holds these property values,
-        excluded_group leaves them out.
+        excluded_groups leaves out those holding any of theirs.
 
         The minutes are read from the coarsest rollups that fit (plan_spans): UTC days and hours
         lying wholly inside one window come from the day and hour tables, which hold the same
@@ -163,9 +163,9 @@ class UsageRepository:
         if required_group:
             conditions.append("group_key @> CAST(:required_group AS jsonb)")
             parameters["required_group"] = json.dumps(required_group)
-        if excluded_group:
-            conditions.append("NOT (group_key @> CAST(:excluded_group AS jsonb))")
-            parameters["excluded_group"] = json.dumps(excluded_group)
+        for position, excluded in enumerate(excluded_groups):
+            conditions.append(f"NOT (group_key @> CAST(:excluded_{position} AS jsonb))")
+            parameters[f"excluded_{position}"] = json.dumps(excluded)
         columns = ["bucket_start", "meter_key", "subject", *_VALUE_COLUMNS[aggregation]]
         if group_by:
             columns.append("group_key")
