@@ -250,8 +250,9 @@ async def roll_forward(
 async def set_payment_status(
     session: AsyncSession, *, subscription: Subscription, status: Status, now: datetime
 ) -> bool:
-    """Payments move the locked subscription between active, past_due and suspended (ADR
-    0020); the plan and periods stay. Returns whether the status changed (an event then)."""
+    """Payments move the locked subscription between active, past_due, suspended (and
+    canceled on the default plan) (ADR 0020); the plan and periods stay. Returns whether the
+    status changed (an event then)."""
     if subscription.status == status:
         return False
     subscription.status = status.value
@@ -267,7 +268,10 @@ async def downgrade_unpaid(
     cancel, no credit for the unused time: the period it would credit was never paid."""
     now = whole_second(now)
     await roll_forward(session, subscription=subscription, now=now, default_plan=default_plan)
-    if subscription.status == Status.CANCELED and subscription.plan_key == default_plan:
+    if subscription.plan_key == default_plan:  # owed usage on the default plan: no move
+        await set_payment_status(
+            session, subscription=subscription, status=Status.CANCELED, now=now
+        )
         return
     default = await _move_to_default(session, subscription, default_plan, at_moment=now)
     subscription.status = Status.CANCELED.value
@@ -352,7 +356,8 @@ async def _move_to_default(
 ) -> Plan:
     default = await _plan(session, default_plan)
     subscription.plan_key, subscription.interval = default.key, Interval.MONTH.value
-    if subscription.status != Status.SUSPENDED:  # a suspended org stays so until it pays
+    # An organisation that owes a failed invoice stays past_due or suspended until it pays.
+    if subscription.status not in (Status.PAST_DUE, Status.SUSPENDED):
         subscription.status = Status.CANCELED.value
     subscription.canceled_at = at_moment
     subscription.cancel_at_period_end = False
