@@ -18,7 +18,7 @@ from tollgate_billing.subscriptions.roller import roll_due_subscriptions
 from tollgate_shared.events.envelope import CloudEvent
 from tollgate_shared.events.streams import ensure_stream, stream_for_service
 
-from .conftest import DEADLINE_SECONDS
+from .conftest import DEADLINE_SECONDS, assert_problem
 from .payment_helpers import attempts, events, invoice_row, open_invoice, status_of
 from .subscription_helpers import load, new_subscription, pending_items
 
@@ -188,6 +188,26 @@ async def test_the_operators_mark_paid_ends_dunning_too(
         assert await status_of(session, acme.org_id) == "active"
         assert (await invoice_row(session, invoice_id)).next_payment_attempt_at is None
     assert (await collect(db, T0 + DAY)).collected == []
+
+
+async def test_voiding_a_failed_invoice_lifts_the_suspension(
+    client, db, billing_app, metering, acme, operator
+):
+    await set_action(db, "suspend")
+    invoice_id = await finalized_pro_invoice(db, billing_app, acme)
+    await collect(db, T0)
+    await collect(db, T0 + 7 * DAY)
+    async with db() as session:
+        assert await status_of(session, acme.org_id) == "suspended"
+    voided = await client.post(f"/v1/billing/admin/invoices/{invoice_id}/void", headers=operator)
+    assert voided.json()["state"] == "void"
+    async with db() as session:
+        assert await status_of(session, acme.org_id) == "active"
+    assert_problem(
+        await client.post(f"/v1/billing/invoices/{invoice_id}/pay", headers=acme.user("org_admin")),
+        409,
+        "invoice-state",
+    )
 
 
 async def test_the_roller_keeps_a_past_due_or_suspended_subscription_so(db, acme):
