@@ -72,6 +72,18 @@ async def test_without_a_method_the_attempt_fails_with_no_payment_method(client,
         ]
 
 
+async def test_an_open_invoice_of_nothing_is_paid_without_a_charge(client, db, acme):
+    """Finalizing pays a $0 invoice at once; one left open from before payments existed is
+    paid when paid for, with no attempt and no method needed."""
+    invoice_id = await open_invoice(db, org_id=acme.org_id, now=NOW, total=0)
+    response = await client.post(pay(invoice_id), headers=acme.user("org_admin"))
+    assert response.status_code == 200, response.text
+    assert response.json()["state"] == "paid"
+    async with db() as session:
+        assert await attempts(session, invoice_id) == []
+        assert await status_of(session, acme.org_id) == "active"
+
+
 @pytest.mark.parametrize(
     ("body", "field", "words"),
     [

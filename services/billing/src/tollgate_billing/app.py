@@ -78,7 +78,7 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
         service=SERVICE,
         settings=settings,
         description="Plans and prices, the billing customer of every organisation and its "
-        "subscription.",
+        "subscription, invoices, payments and dunning.",
         routers=[
             plans_router,
             plans_admin_router,
