@@ -149,12 +149,21 @@ async def test_a_period_is_invoiced_once_with_metering_quantities_line_by_line(
     ]
 
 
-async def test_a_zero_invoice_is_still_issued(client, db, billing_app, metering, acme):
+async def test_a_zero_invoice_is_still_issued_and_paid_at_once(
+    client, db, billing_app, metering, acme
+):
     await ended_period(db, acme, "free")
     [invoice_id] = await close(db, billing_app, END + GRACE)
     invoice = (await client.get(f"/v1/billing/invoices/{invoice_id}", headers=acme.user())).json()
     assert invoice["total"] == 0
-    assert invoice["state"] == "open"
+    # Nothing to collect: paid when finalized, without a payment attempt (ADR 0020).
+    assert (invoice["state"], invoice["paid_at"]) == ("paid", invoice["finalized_at"])
+    async with db() as session:
+        tried = await session.scalar(
+            sa.text("SELECT count(*) FROM billing.payment_attempts WHERE invoice_id = :id"),
+            {"id": invoice_id},
+        )
+    assert tried == 0
     assert [(line["kind"], line["amount"]) for line in invoice["lines"]] == [("base_fee", 0)]
 
 
@@ -208,7 +217,7 @@ async def test_a_change_now_bills_its_prorations_on_the_period_it_ended(
 async def test_voiding_keeps_the_number_and_refuses_a_later_payment(
     client, db, billing_app, metering, acme, operator
 ):
-    await ended_period(db, acme, "free")
+    await ended_period(db, acme, "pro")
     [invoice_id] = await close(db, billing_app, END + GRACE)
     voided = await client.post(f"/v1/billing/admin/invoices/{invoice_id}/void", headers=operator)
     assert voided.status_code == 200, voided.text
@@ -225,7 +234,7 @@ async def test_voiding_keeps_the_number_and_refuses_a_later_payment(
 
 
 async def test_paying_and_voiding_in_ledger_mode(client, db, billing_app, metering, acme, operator):
-    await ended_period(db, acme, "free")
+    await ended_period(db, acme, "pro")
     [invoice_id] = await close(db, billing_app, END + GRACE)
     pay = f"/v1/billing/admin/invoices/{invoice_id}/pay"
     void = f"/v1/billing/admin/invoices/{invoice_id}/void"

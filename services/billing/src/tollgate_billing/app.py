@@ -15,12 +15,15 @@ from tollgate_billing.config import SERVICE, BillingSettings
 from tollgate_billing.customers.endpoints import admin_router as customers_admin_router
 from tollgate_billing.customers.endpoints import router as customer_router
 from tollgate_billing.customers.handlers import organizations_consumer
+from tollgate_billing.db_types import utcnow
 from tollgate_billing.discounts.endpoints import admin_router as discounts_admin_router
 from tollgate_billing.discounts.endpoints import router as discount_router
 from tollgate_billing.invoices.closer import close_periods_forever
 from tollgate_billing.invoices.endpoints import admin_router as invoices_admin_router
 from tollgate_billing.invoices.endpoints import router as invoices_router
 from tollgate_billing.invoices.metering_usage import MeteringUsageClient
+from tollgate_billing.payments.collector import collector_for
+from tollgate_billing.payments.schedule import DunningSchedule, save_schedule
 from tollgate_billing.subscriptions.endpoints import router as subscription_router
 from tollgate_billing.subscriptions.roller import roll_periods_forever
 from tollgate_shared.app import ServiceRuntime, create_service_app
@@ -38,6 +41,8 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
         # Before the consumer runs, so a new customer always finds the default plan.
         async with runtime.sessionmaker() as session, session.begin():
             await seed_catalog(session, catalog=settings.catalog)
+            # Outcomes a provider reports (webhooks) schedule retries from the stored policy.
+            await save_schedule(session, DunningSchedule.from_settings(settings), now=utcnow())
 
     def background(runtime: ServiceRuntime) -> list[Coroutine[Any, Any, None]]:
         return [
@@ -80,6 +85,7 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
         on_startup=on_startup,
     )
     app.state.settings = settings
+    app.state.payment_collector = collector_for(settings)
     app.state.metering_usage = MeteringUsageClient(
         base_url=settings.metering_url, private_key=settings.identity_private_key
     )

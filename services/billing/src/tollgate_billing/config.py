@@ -1,4 +1,4 @@
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -49,6 +49,17 @@ class BillingSettings(ServiceSettings):
     usage_grace_seconds: int = Field(3600, ge=0, le=7 * 86400)
     # How often the period close job looks for periods to invoice (every replica runs one).
     period_close_interval_seconds: float = Field(60.0, gt=0, le=3600)
+
+    # Dunning (ADR 0020): a failed invoice is retried these many days after its first failure
+    # (a JSON list, increasing, each within the grace period) ...
+    dunning_retry_days: list[int] = Field(default_factory=lambda: [1, 3, 5], max_length=20)
+    # ... and still unpaid this many days after its first failure, the dunning action applies:
+    # "downgrade" (the default plan now, the invoice uncollectible) or "suspend" (the org's
+    # calls to the operator's API refused until it pays).
+    dunning_grace_days: int = Field(7, ge=1, le=365)
+    dunning_action: Literal["downgrade", "suspend"] = "downgrade"
+    # How often the collection job looks for invoices to collect or dun (every replica runs one).
+    payment_collection_interval_seconds: float = Field(60.0, gt=0, le=3600)
 
     # Metering's base URL: invoices read each period's usage from its GET /internal/v1/usage.
     metering_url: str = Field(pattern=r"^https?://[^\s]+$")
@@ -127,5 +138,21 @@ class BillingSettings(ServiceSettings):
         if self.default_plan not in keys:
             raise ValueError(
                 "TOLLGATE_BILLING_DEFAULT_PLAN must be one of the plans of TOLLGATE_BILLING_CATALOG"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _dunning_schedule_is_consistent(self) -> "BillingSettings":
+        days = self.dunning_retry_days
+        if any(day < 1 for day in days) or days != sorted(set(days)):
+            raise ValueError(
+                "TOLLGATE_BILLING_DUNNING_RETRY_DAYS must be increasing whole days, each at "
+                "least 1 (days after the first failure), e.g. [1, 3, 5]"
+            )
+        if days and days[-1] >= self.dunning_grace_days:
+            raise ValueError(
+                "TOLLGATE_BILLING_DUNNING_RETRY_DAYS must all be before "
+                f"TOLLGATE_BILLING_DUNNING_GRACE_DAYS ({self.dunning_grace_days}): a retry after "
+                "the dunning action would never run"
             )
         return self

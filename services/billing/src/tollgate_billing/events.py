@@ -19,6 +19,10 @@ class BillingEvent(StrEnum):
     INVOICE_FINALIZED = "tollgate.billing.invoice.finalized"
     INVOICE_PAID = "tollgate.billing.invoice.paid"
     INVOICE_VOIDED = "tollgate.billing.invoice.voided"
+    INVOICE_PAYMENT_FAILED = "tollgate.billing.invoice.payment_failed"
+    INVOICE_MARKED_UNCOLLECTIBLE = "tollgate.billing.invoice.marked_uncollectible"
+    PAYMENT_METHOD_UPDATED = "tollgate.billing.payment_method.updated"
+    PAYMENT_METHOD_REMOVED = "tollgate.billing.payment_method.removed"
 
 
 async def publish(

@@ -55,6 +55,11 @@ class Invoice(SQLModel, table=True):
     finalized_at: datetime | None = timestamp_field(nullable=True)
     paid_at: datetime | None = timestamp_field(nullable=True)
     voided_at: datetime | None = timestamp_field(nullable=True)
+    # Collection (migration 0006): when the collection job next tries the open invoice (or
+    # applies the dunning action); the first failure anchors the retries and the grace period.
+    next_payment_attempt_at: datetime | None = timestamp_field(nullable=True)
+    payment_attempt_count: int = 0
+    first_failed_at: datetime | None = timestamp_field(nullable=True)
 
 
 class InvoiceLine(SQLModel, table=True):

@@ -131,6 +131,17 @@ class InvoiceRepository:
             query = query.with_for_update()
         return (await self.session.execute(query)).scalars().first()
 
+    async def has_failed_open(self, subscription_id: uuid.UUID) -> bool:
+        """Whether an open invoice of the subscription has a failed payment (in dunning)."""
+        query = (
+            select(sa.func.count())
+            .select_from(Invoice)
+            .where(col(Invoice.subscription_id) == subscription_id)
+            .where(col(Invoice.state) == InvoiceState.OPEN.value)
+            .where(col(Invoice.first_failed_at).is_not(None))
+        )
+        return bool(await self.session.scalar(query))
+
     async def issued_for_period(self, org_id: uuid.UUID, period_start: datetime) -> Invoice | None:
         query = (
             select(Invoice)

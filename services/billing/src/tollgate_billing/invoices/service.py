@@ -34,8 +34,10 @@ from tollgate_billing.invoices.schemas import (
 )
 from tollgate_billing.pricing.charges import charge_for_usage
 from tollgate_billing.pricing.money import exact_arithmetic, from_minor_units, to_minor_units
-from tollgate_billing.subscriptions.models import Interval, PendingInvoiceItem
+from tollgate_billing.subscriptions.models import Interval, PendingInvoiceItem, Status
 from tollgate_billing.subscriptions.proration import fee_of
+from tollgate_billing.subscriptions.repository import SubscriptionRepository
+from tollgate_billing.subscriptions.service import set_payment_status
 from tollgate_shared.errors import ConflictError, NotFoundError
 from tollgate_shared.pagination import Cursor, PageParams
 
@@ -204,8 +206,12 @@ async def finalize(
     invoice.subtotal, invoice.total = computed.subtotal, computed.total
     invoice.usage_from, invoice.usage_to = computed.usage.usage_from, computed.usage.usage_to
     invoice.state, invoice.finalized_at = InvoiceState.OPEN.value, now
+    # Owed: the collection job tries it from now on (ADR 0020).
+    invoice.next_payment_attempt_at = now if invoice.total > 0 else None
     await repository.save(invoice)
     await _publish(session, invoice, BillingEvent.INVOICE_FINALIZED)
+    if invoice.total <= 0:  # nothing to collect: paid at once, no payment attempt
+        await mark_paid(session, invoice_id=invoice.id, now=now)
     logger.info(
         "invoice finalized", invoice_id=str(invoice.id), number=invoice.number, total=invoice.total
     )
@@ -347,17 +353,32 @@ async def _locked_issued(session: AsyncSession, invoice_id: uuid.UUID) -> Invoic
 
 
 async def mark_paid(session: AsyncSession, *, invoice_id: uuid.UUID, now: datetime) -> Invoice:
-    """Ledger mode (no payment provider): the operator records a payment. Paying a paid
-    invoice again changes nothing; a void one cannot be paid."""
+    """Record that the invoice was paid: the operator's call in ledger mode, or a payment's
+    outcome (payments.outcomes). Paying a paid invoice again changes nothing; a void one
+    cannot be paid. Its collection ends."""
     invoice = await _locked_issued(session, invoice_id)
     if invoice.state == InvoiceState.PAID:
         return invoice
     if invoice.state not in (InvoiceState.OPEN, InvoiceState.UNCOLLECTIBLE):
         raise InvoiceStateError(f"A {invoice.state} invoice cannot be paid.", state=invoice.state)
     invoice.state, invoice.paid_at = InvoiceState.PAID.value, now
+    invoice.next_payment_attempt_at = None
     await InvoiceRepository(session).save(invoice)
     await _publish(session, invoice, BillingEvent.INVOICE_PAID)
+    await _end_dunning(session, invoice, now=now)
     return invoice
+
+
+async def _end_dunning(session: AsyncSession, invoice: Invoice, *, now: datetime) -> None:
+    """A past_due or suspended subscription is active again once no failed invoice of it is
+    left unpaid (ADR 0020)."""
+    subscription = await SubscriptionRepository(session).of_org(invoice.org_id, for_update=True)
+    if (
+        subscription is not None
+        and subscription.status in (Status.PAST_DUE, Status.SUSPENDED)
+        and not await InvoiceRepository(session).has_failed_open(subscription.id)
+    ):
+        await set_payment_status(session, subscription=subscription, status=Status.ACTIVE, now=now)
 
 
 async def void_invoice(session: AsyncSession, *, invoice_id: uuid.UUID, now: datetime) -> Invoice:
@@ -369,6 +390,7 @@ async def void_invoice(session: AsyncSession, *, invoice_id: uuid.UUID, now: dat
     if invoice.state not in (InvoiceState.OPEN, InvoiceState.UNCOLLECTIBLE):
         raise InvoiceStateError(f"A {invoice.state} invoice cannot be voided.", state=invoice.state)
     invoice.state, invoice.voided_at = InvoiceState.VOID.value, now
+    invoice.next_payment_attempt_at = None
     await InvoiceRepository(session).save(invoice)
     await _publish(session, invoice, BillingEvent.INVOICE_VOIDED)
     return invoice

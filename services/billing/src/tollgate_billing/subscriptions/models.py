@@ -16,8 +16,11 @@ class Interval(StrEnum):
 class Status(StrEnum):
     TRIALING = "trialing"
     ACTIVE = "active"
-    # Set by the payment slice when a renewal is not paid; nothing sets it yet.
+    # An invoice's payment failed and is not paid yet (dunning retries it).
     PAST_DUE = "past_due"
+    # Still unpaid after the dunning grace period (action "suspend"): the org's calls to the
+    # operator's API are refused until it pays.
+    SUSPENDED = "suspended"
     # The paid plan was canceled: the customer is on the default plan.
     CANCELED = "canceled"
 

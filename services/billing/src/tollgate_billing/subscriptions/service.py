@@ -247,6 +247,36 @@ async def roll_forward(
     return True
 
 
+async def set_payment_status(
+    session: AsyncSession, *, subscription: Subscription, status: Status, now: datetime
+) -> bool:
+    """Payments move the locked subscription between active, past_due and suspended (ADR
+    0020); the plan and periods stay. Returns whether the status changed (an event then)."""
+    if subscription.status == status:
+        return False
+    subscription.status = status.value
+    plan = await _plan(session, subscription.plan_key)
+    await _changed(session, subscription, plan, BillingEvent.SUBSCRIPTION_UPDATED, now=now)
+    return True
+
+
+async def downgrade_unpaid(
+    session: AsyncSession, *, subscription: Subscription, now: datetime, default_plan: str
+) -> None:
+    """The dunning action "downgrade": the default plan from now, status canceled. Unlike a
+    cancel, no credit for the unused time: the period it would credit was never paid."""
+    now = whole_second(now)
+    await roll_forward(session, subscription=subscription, now=now, default_plan=default_plan)
+    if subscription.status == Status.CANCELED and subscription.plan_key == default_plan:
+        return
+    default = await _move_to_default(session, subscription, default_plan, at_moment=now)
+    subscription.status = Status.CANCELED.value
+    await _changed(session, subscription, default, BillingEvent.SUBSCRIPTION_CANCELED, now=now)
+    await track_period(
+        session, subscription=subscription, plan=default, base_fee_due=True, restarted=True
+    )
+
+
 def _interval_for(plan: Plan, asked: Interval | None, *, current: Interval) -> Interval:
     if asked is None:  # keep the interval when the plan is sold so, else monthly
         return current if fee_of(plan, current) is not None else Interval.MONTH
@@ -322,7 +352,8 @@ async def _move_to_default(
 ) -> Plan:
     default = await _plan(session, default_plan)
     subscription.plan_key, subscription.interval = default.key, Interval.MONTH.value
-    subscription.status = Status.CANCELED.value
+    if subscription.status != Status.SUSPENDED:  # a suspended org stays so until it pays
+        subscription.status = Status.CANCELED.value
     subscription.canceled_at = at_moment
     subscription.cancel_at_period_end = False
     subscription.scheduled_plan_key = subscription.scheduled_interval = None
