@@ -24,7 +24,8 @@ Stripe's real behaviour emulated here (localstripe 1.15.10 lacks it):
 Test controls (not Stripe; under /_config/ like localstripe's own): GET /_config/front/requests
 lists every /v1 request (method, path, Idempotency-Key); POST /_config/front/delay
 {"path", "seconds"} holds the next response to that path that long (after the object is made),
-so a client times out and retries.
+so a client times out and retries; POST /_config/front/forget-idempotency-keys is Stripe's 24
+hours passing (it keeps a key that long).
 """
 
 import argparse
@@ -244,6 +245,12 @@ async def list_requests(request: web.Request) -> web.Response:
     return web.json_response(state.requests)
 
 
+async def forget_keys(request: web.Request) -> web.Response:
+    """Stripe forgets a key after 24 hours: this is that day passing."""
+    state.replies.clear()
+    return web.json_response({})
+
+
 async def delay_next(request: web.Request) -> web.Response:
     body = await request.json()
     state.delays[body["path"]] = float(body["seconds"])
@@ -269,6 +276,7 @@ def build_app() -> web.Application:
     app.router.add_post("/_config/front/checkout/{id}/complete", complete_checkout_session)
     app.router.add_get("/_config/front/requests", list_requests)
     app.router.add_post("/_config/front/delay", delay_next)
+    app.router.add_post("/_config/front/forget-idempotency-keys", forget_keys)
     for route in server.app.router.routes():
         app.router.add_route(route.method, route.resource.canonical, route.handler)
     return app
