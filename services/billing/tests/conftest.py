@@ -486,3 +486,45 @@ async def stripe_event(localstripe: LocalStripe, type_: str, object_id: str) -> 
     matching = [event for event in events if event["data"]["object"]["id"] == object_id]
     assert matching, f"localstripe emitted no {type_} for {object_id}"
     return max(matching, key=lambda event: event["created"])
+
+
+# Lines of an invoice pushed to Stripe: a fee, usage, a discount (negative) and tax.
+STRIPE_TEST_LINES = [
+    ("base_fee", "Pro (monthly)", 9900),
+    ("metered", "api_requests: 1234567 (1000000 included)", 1185),
+    ("discount", "WELCOME: 10 %", -1109),
+    ("tax", "Tax 19 %", 1770),
+]
+
+
+async def open_invoice_with_lines(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    org_id: uuid.UUID,
+    now: datetime,
+    period_start: datetime = datetime(2020, 1, 1, tzinfo=UTC),
+) -> uuid.UUID:
+    """An open invoice of the organisation with STRIPE_TEST_LINES (its customer made first)."""
+    from tollgate_billing.invoices.models import Invoice, InvoiceLine
+
+    from .payment_helpers import open_invoice
+
+    total = sum(amount for _, _, amount in STRIPE_TEST_LINES)
+    invoice_id = await open_invoice(
+        sessions, org_id=org_id, now=now, total=total, period_start=period_start
+    )
+    async with sessions() as session, session.begin():
+        for position, (kind, description, amount) in enumerate(STRIPE_TEST_LINES):
+            session.add(
+                InvoiceLine(
+                    invoice_id=invoice_id,
+                    position=position,
+                    kind=kind,
+                    description=description,
+                    amount=amount,
+                )
+            )
+        invoice = await session.get(Invoice, invoice_id)
+        assert invoice is not None
+        invoice.subtotal = total - STRIPE_TEST_LINES[-1][2]
+    return invoice_id
