@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tollgate_billing.invoices.models import Invoice, InvoiceState
+from tollgate_billing.invoices.repository import InvoiceRepository
 from tollgate_billing.subscriptions.repository import SubscriptionRepository
 
 from .subscription_helpers import new_subscription
@@ -43,7 +44,7 @@ async def open_invoice(
             period_end=period_end,
             ended_at=period_end,
             state=InvoiceState.OPEN.value,
-            number=f"T-{uuid.uuid4().hex[:12]}",
+            number=await InvoiceRepository(session).take_number(),  # gapless, like finalize
             subtotal=total,
             total=total,
             created_at=now,

@@ -22,7 +22,10 @@ from tollgate_billing.invoices.closer import close_periods_forever
 from tollgate_billing.invoices.endpoints import admin_router as invoices_admin_router
 from tollgate_billing.invoices.endpoints import router as invoices_router
 from tollgate_billing.invoices.metering_usage import MeteringUsageClient
+from tollgate_billing.payments.collection import collect_forever
 from tollgate_billing.payments.collector import collector_for
+from tollgate_billing.payments.endpoints import admin_router as payments_admin_router
+from tollgate_billing.payments.endpoints import router as payments_router
 from tollgate_billing.payments.schedule import DunningSchedule, save_schedule
 from tollgate_billing.stripe_api.client import stripe_client
 from tollgate_billing.stripe_api.customers import sync_customers_forever
@@ -81,13 +84,19 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
                 default_plan=settings.default_plan,
                 interval_seconds=settings.period_roll_interval_seconds,
             ),
+            collect_forever(
+                runtime.sessionmaker,
+                collector=lambda: app.state.payment_collector,
+                default_plan=settings.default_plan,
+                interval_seconds=settings.payment_collection_interval_seconds,
+            ),
         ]
 
     app = create_service_app(
         service=SERVICE,
         settings=settings,
         description="Plans and prices, the billing customer of every organisation and its "
-        "subscription.",
+        "subscription, invoices, payments and dunning.",
         routers=[
             plans_router,
             plans_admin_router,
@@ -98,6 +107,8 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
             discounts_admin_router,
             invoices_router,
             invoices_admin_router,
+            payments_router,
+            payments_admin_router,
             stripe_router,
             webhooks_router,
         ],

@@ -371,7 +371,7 @@ async def mark_paid(session: AsyncSession, *, invoice_id: uuid.UUID, now: dateti
 
 async def _end_dunning(session: AsyncSession, invoice: Invoice, *, now: datetime) -> None:
     """A past_due or suspended subscription is active again once no failed invoice of it is
-    left unpaid (ADR 0020)."""
+    left open (ADR 0020)."""
     subscription = await SubscriptionRepository(session).of_org(invoice.org_id, for_update=True)
     if (
         subscription is not None
@@ -382,8 +382,8 @@ async def _end_dunning(session: AsyncSession, invoice: Invoice, *, now: datetime
 
 
 async def void_invoice(session: AsyncSession, *, invoice_id: uuid.UUID, now: datetime) -> Invoice:
-    """Cancel an unpaid invoice; its number stays used (never reused). Voiding again changes
-    nothing; a paid invoice cannot be voided."""
+    """Cancel an unpaid invoice; its number stays used (never reused), its collection ends.
+    Voiding again changes nothing; a paid invoice cannot be voided."""
     invoice = await _locked_issued(session, invoice_id)
     if invoice.state == InvoiceState.VOID:
         return invoice
@@ -393,6 +393,7 @@ async def void_invoice(session: AsyncSession, *, invoice_id: uuid.UUID, now: dat
     invoice.next_payment_attempt_at = None
     await InvoiceRepository(session).save(invoice)
     await _publish(session, invoice, BillingEvent.INVOICE_VOIDED)
+    await _end_dunning(session, invoice, now=now)  # the debt is forgiven
     return invoice
 
 

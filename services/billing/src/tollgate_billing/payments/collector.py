@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tollgate_billing.config import BillingSettings
 from tollgate_billing.invoices.models import InvoiceState
 from tollgate_billing.invoices.repository import InvoiceRepository
+from tollgate_billing.invoices.service import mark_paid
 from tollgate_billing.payments.ledger import charge_failure
 from tollgate_billing.payments.methods import current_payment_method
 from tollgate_billing.payments.models import Provider
@@ -55,6 +56,9 @@ class LedgerCollector:
         async with sessionmaker() as session, session.begin():
             invoice = await InvoiceRepository(session).issued(invoice_id, for_update=True)
             if invoice is None or invoice.state != InvoiceState.OPEN:
+                return
+            if invoice.total <= 0:  # open from before payments existed: nothing to charge
+                await mark_paid(session, invoice_id=invoice_id, now=now)
                 return
             method = await current_payment_method(session, customer_id=invoice.customer_id)
             if method is None:

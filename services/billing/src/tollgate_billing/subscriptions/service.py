@@ -16,6 +16,7 @@ from tollgate_billing.catalog.service import PlanArchivedError, get_plan
 from tollgate_billing.customers.models import Customer
 from tollgate_billing.events import BillingEvent, publish
 from tollgate_billing.invoices.periods import track_period
+from tollgate_billing.invoices.repository import InvoiceRepository
 from tollgate_billing.subscriptions.models import (
     Interval,
     PendingInvoiceItem,
@@ -250,8 +251,9 @@ async def roll_forward(
 async def set_payment_status(
     session: AsyncSession, *, subscription: Subscription, status: Status, now: datetime
 ) -> bool:
-    """Payments move the locked subscription between active, past_due and suspended (ADR
-    0020); the plan and periods stay. Returns whether the status changed (an event then)."""
+    """Payments move the locked subscription between active, past_due, suspended (and
+    canceled on the default plan) (ADR 0020); the plan and periods stay. Returns whether the
+    status changed (an event then)."""
     if subscription.status == status:
         return False
     subscription.status = status.value
@@ -264,17 +266,26 @@ async def downgrade_unpaid(
     session: AsyncSession, *, subscription: Subscription, now: datetime, default_plan: str
 ) -> None:
     """The dunning action "downgrade": the default plan from now, status canceled. Unlike a
-    cancel, no credit for the unused time: the period it would credit was never paid."""
+    cancel, no credit item for the unused time, and the period it ends bills no base fee
+    either: the customer did not pay the last one, a further fee would only start another
+    dunning (ADR 0020). Its usage is still billed."""
     now = whole_second(now)
     await roll_forward(session, subscription=subscription, now=now, default_plan=default_plan)
-    if subscription.status == Status.CANCELED and subscription.plan_key == default_plan:
+    if subscription.plan_key == default_plan:  # owed usage on the default plan: no move
+        await set_payment_status(
+            session, subscription=subscription, status=Status.CANCELED, now=now
+        )
         return
+    running = await InvoiceRepository(session).running_draft(subscription.id)
     default = await _move_to_default(session, subscription, default_plan, at_moment=now)
     subscription.status = Status.CANCELED.value
     await _changed(session, subscription, default, BillingEvent.SUBSCRIPTION_CANCELED, now=now)
     await track_period(
         session, subscription=subscription, plan=default, base_fee_due=True, restarted=True
     )
+    if running is not None and running.period_start < now:  # not taken over by the new one
+        running.base_fee_due = False
+        await InvoiceRepository(session).save(running)
 
 
 def _interval_for(plan: Plan, asked: Interval | None, *, current: Interval) -> Interval:
@@ -352,7 +363,8 @@ async def _move_to_default(
 ) -> Plan:
     default = await _plan(session, default_plan)
     subscription.plan_key, subscription.interval = default.key, Interval.MONTH.value
-    if subscription.status != Status.SUSPENDED:  # a suspended org stays so until it pays
+    # An organisation that owes a failed invoice stays past_due or suspended until it pays.
+    if subscription.status not in (Status.PAST_DUE, Status.SUSPENDED):
         subscription.status = Status.CANCELED.value
     subscription.canceled_at = at_moment
     subscription.cancel_at_period_end = False
