@@ -24,20 +24,24 @@ Stripe's real behaviour emulated here (localstripe 1.15.10 lacks it):
 Test controls (not Stripe; under /_config/ like localstripe's own): GET /_config/front/requests
 lists every /v1 request (method, path, Idempotency-Key); POST /_config/front/delay
 {"path", "seconds"} holds the next response to that path that long (after the object is made),
-so a client times out and retries; POST /_config/front/forget-idempotency-keys is Stripe's 24
-hours passing (it keeps a key that long).
+so a client times out and retries; GET /_config/front/webhook-deliveries lists the webhooks
+localstripe sent (event, URL, the answer's status and body); POST
+/_config/front/forget-idempotency-keys is Stripe's 24 hours passing (it keeps a key that long).
 """
 
 import argparse
 import asyncio
 import hashlib
+import hmac
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
-from localstripe import resources, server
+from localstripe import resources, server, webhooks
 from localstripe.errors import UserError
 from localstripe.webhooks import schedule_webhook
 
@@ -62,6 +66,7 @@ class FrontState:
     replies: dict[str, Recorded] = field(default_factory=dict)
     running: dict[str, asyncio.Lock] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
 
 
 state = FrontState()
@@ -120,6 +125,41 @@ async def idempotency(request: web.Request, handler: Handler) -> web.StreamRespo
     if delay:
         await asyncio.sleep(delay)
     return response
+
+
+async def send_webhook(event: Any) -> None:
+    """localstripe's webhook sender (signed "<t>.<body>", a second after the event), which
+    also records each delivery's answer for the tests."""
+    payload = json.dumps(event._export(), indent=2, sort_keys=True).encode()
+    await asyncio.sleep(1)
+    for webhook in list(webhooks._webhooks.values()):
+        if webhook.events is not None and event.type not in webhook.events:
+            continue
+        signature = hmac.new(
+            webhook.secret.encode(), b"%d.%s" % (event.created, payload), hashlib.sha256
+        ).hexdigest()
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Stripe-Signature": f"t={event.created},v1={signature}",
+        }
+        delivery = {
+            "event_id": event.id,
+            "type": event.type,
+            "object_id": event.data["object"].get("id"),
+            "url": webhook.url,
+        }
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(webhook.url, data=payload, headers=headers) as response,
+            ):
+                delivery.update(status=response.status, body=await response.text())
+        except aiohttp.ClientError as error:
+            delivery.update(status=None, body=str(error))
+        state.deliveries.append(delivery)
+
+
+webhooks._send_webhook = send_webhook
 
 
 def _export(obj: Any) -> web.Response:
@@ -251,6 +291,10 @@ async def forget_keys(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
+async def list_deliveries(request: web.Request) -> web.Response:
+    return web.json_response(state.deliveries)
+
+
 async def delay_next(request: web.Request) -> web.Response:
     body = await request.json()
     state.delays[body["path"]] = float(body["seconds"])
@@ -275,6 +319,7 @@ def build_app() -> web.Application:
     app.router.add_get("/v1/checkout/sessions/{id}", retrieve_checkout_session)
     app.router.add_post("/_config/front/checkout/{id}/complete", complete_checkout_session)
     app.router.add_get("/_config/front/requests", list_requests)
+    app.router.add_get("/_config/front/webhook-deliveries", list_deliveries)
     app.router.add_post("/_config/front/delay", delay_next)
     app.router.add_post("/_config/front/forget-idempotency-keys", forget_keys)
     for route in server.app.router.routes():
