@@ -5,9 +5,11 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+import stripe
 
 from tollgate_billing.payments.methods import current_payment_method
 from tollgate_billing.stripe_api.client import metadata_of
+from tollgate_billing.stripe_api.collector import StripeCollector
 from tollgate_billing.stripe_api.customers import ensure_stripe_customer
 from tollgate_billing.stripe_api.invoices import (
     InvoicePushBlockedError,
@@ -15,6 +17,7 @@ from tollgate_billing.stripe_api.invoices import (
     push_invoice,
 )
 from tollgate_billing.stripe_api.repository import StripeRepository
+from tollgate_shared.embedded import free_port
 
 from .conftest import (
     STRIPE_TEST_LINES,
@@ -227,3 +230,60 @@ async def test_checkout_needs_a_billing_admin_and_a_customer(stripe_client, acme
         "/v1/billing/payment-method/checkout", headers=acme.user("org_admin")
     )
     assert_problem(unknown, 404, "customer-not-found")
+
+
+async def test_the_customer_pays_now_through_stripe_or_hears_the_decline(
+    stripe_app, stripe_client, localstripe, acme
+):
+    sessions = stripe_app.state.sessionmaker
+    await new_subscription(sessions, org_id=acme.org_id, now=NOW)
+    first = await open_invoice_with_lines(sessions, org_id=acme.org_id, now=NOW)
+    await add_card_through_checkout(stripe_client, localstripe, acme, DECLINED_CARD)
+
+    declined = await stripe_client.post(
+        f"/v1/billing/invoices/{first}/pay", headers=acme.user("billing_admin")
+    )
+    assert_problem(declined, 402)
+    assert declined.json()["reason"] == "card_declined"
+
+    await add_card_through_checkout(stripe_client, localstripe, acme, GOOD_CARD)
+    paid = await stripe_client.post(
+        f"/v1/billing/invoices/{first}/pay", headers=acme.user("billing_admin")
+    )
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["state"] == "paid"
+    pushed = await stripe_invoice_id(stripe_app, first)
+    async with sessions() as session:
+        assert [attempt[2:] for attempt in await attempts(session, first)] == [
+            (f"{pushed}/attempt/1", "failed", "card_declined"),
+            (pushed, "succeeded", None),
+        ]
+        assert await status_of(session, acme.org_id) == "active"
+
+
+async def test_stripe_unreachable_is_503_and_records_nothing(
+    stripe_app, stripe_client, localstripe, acme
+):
+    sessions = stripe_app.state.sessionmaker
+    await new_subscription(sessions, org_id=acme.org_id, now=NOW)
+    invoice_id = await open_invoice_with_lines(sessions, org_id=acme.org_id, now=NOW)
+    await add_card_through_checkout(stripe_client, localstripe, acme, GOOD_CARD)
+    configured = stripe_app.state.payment_collector
+    stripe_app.state.payment_collector = StripeCollector(
+        stripe.StripeClient(
+            localstripe.secret_key,
+            base_addresses={"api": f"http://127.0.0.1:{free_port()}"},  # nothing listens
+            http_client=stripe.HTTPXClient(timeout=2),
+        )
+    )
+    try:
+        response = await stripe_client.post(
+            f"/v1/billing/invoices/{invoice_id}/pay", headers=acme.user("billing_admin")
+        )
+    finally:
+        stripe_app.state.payment_collector = configured
+
+    assert_problem(response, 503, "stripe-unavailable")
+    async with sessions() as session:
+        assert (await invoice_row(session, invoice_id)).state == "open"
+        assert await attempts(session, invoice_id) == []

@@ -14,6 +14,7 @@ from tollgate_billing.payments.methods import current_payment_method
 from tollgate_billing.payments.models import Provider
 from tollgate_billing.payments.outcomes import payment_failed, payment_succeeded
 from tollgate_billing.stripe_api.client import idempotent
+from tollgate_billing.stripe_api.errors import StripeUnavailableError
 from tollgate_billing.stripe_api.invoices import load_issued, push_invoice
 
 logger = structlog.get_logger(__name__)
@@ -35,6 +36,23 @@ class StripeCollector:
         self.client = client
 
     async def collect(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        invoice_id: uuid.UUID,
+        now: datetime,
+    ) -> None:
+        """Nothing recorded when Stripe cannot be reached (StripeUnavailableError): the next
+        try sends the same Idempotency-Keys, so it finishes what this one started."""
+        try:
+            await self._collect(sessionmaker, invoice_id=invoice_id, now=now)
+        except stripe.StripeError as error:
+            raise StripeUnavailableError(
+                f"Stripe could not take the payment now ({type(error).__name__}); "
+                "it is tried again."
+            ) from error
+
+    async def _collect(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         *,

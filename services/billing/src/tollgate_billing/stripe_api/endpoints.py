@@ -1,6 +1,7 @@
 from typing import Annotated
 
 import stripe
+import structlog
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -9,6 +10,7 @@ from tollgate_billing.stripe_api.checkout import start_setup_checkout
 from tollgate_billing.stripe_api.errors import StripeDisabledError, StripeUnavailableError
 from tollgate_billing.stripe_api.schemas import CheckoutSessionPublic
 
+logger = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/billing/payment-method", tags=["payment method"])
 
 
@@ -38,5 +40,6 @@ async def start_checkout(
         return await start_setup_checkout(
             sessionmaker, client, request.app.state.settings, org_id=identity.org_id
         )
-    except stripe.APIConnectionError as error:
+    except stripe.StripeError as error:
+        logger.exception("stripe checkout session not created")
         raise StripeUnavailableError("Stripe could not be reached; try again.") from error

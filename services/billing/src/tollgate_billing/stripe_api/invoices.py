@@ -19,20 +19,25 @@ from tollgate_billing.stripe_api.client import (
 )
 from tollgate_billing.stripe_api.customers import ensure_stripe_customer
 from tollgate_billing.stripe_api.repository import StripeRepository
+from tollgate_shared.errors import ConflictError, ServiceUnavailableError
 
 logger = structlog.get_logger(__name__)
 # Stripe lists 100 at most per page: far more lines than an invoice of ours has.
 LIST_LIMIT = 100
 
 
-class InvoicePushBlockedError(RuntimeError):
+class InvoicePushBlockedError(ServiceUnavailableError):
     """The Stripe customer has pending items of another of our invoices (a push of it was cut
     short): a new invoice would take them in. That invoice's next push takes them; this one
     waits for its next round."""
 
+    slug, title = "stripe-invoice-waiting", "The invoice waits for another one in Stripe"
 
-class InvoicePushMismatchError(RuntimeError):
+
+class InvoicePushMismatchError(ConflictError):
     """The Stripe invoice does not add up to ours: left for an operator, never paid."""
+
+    slug, title = "stripe-invoice-mismatch", "The invoice in Stripe differs from ours"
 
 
 async def push_invoice(
@@ -53,7 +58,7 @@ async def push_invoice(
     if stripe_invoice.subtotal != expected:
         raise InvoicePushMismatchError(
             f"Stripe invoice {stripe_invoice.id} has a subtotal of {stripe_invoice.subtotal}, "
-            f"invoice {invoice.number} {expected}"
+            f"invoice {invoice.number} {expected}: it is not charged; the operator looks into it."
         )
     if stripe_invoice.status == "draft":
         stripe_invoice = await client.v1.invoices.finalize_invoice_async(
@@ -81,7 +86,8 @@ async def _create(
     ]
     if foreign:
         raise InvoicePushBlockedError(
-            f"Stripe customer {customer} has pending items of another invoice: {foreign}"
+            f"Stripe customer {customer} has pending items of another invoice ({foreign}), "
+            "whose push goes first: try again in a few minutes."
         )
     for line in lines:
         await client.v1.invoice_items.create_async(
