@@ -98,10 +98,16 @@ class StripeCollector:
                     provider=self.provider,
                     reference=stripe_invoice.id,
                 )
-        else:
+        elif stripe_invoice.status == "open":
             # Still processing (bank debits): the webhook reports the outcome.
-            logger.info(
-                "stripe payment pending", invoice_id=str(invoice_id), status=stripe_invoice.status
+            logger.info("stripe payment pending", invoice_id=str(invoice_id))
+        else:
+            # Voided or marked uncollectible in Stripe's dashboard: an operator's matter.
+            logger.warning(
+                "invoice closed in stripe without payment",
+                invoice_id=str(invoice_id),
+                stripe_id=stripe_invoice.id,
+                status=stripe_invoice.status,
             )
 
     async def _failed(
