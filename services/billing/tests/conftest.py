@@ -335,7 +335,9 @@ async def metering(
                 billing_app.state.metering_usage = configured
 
 
-# Stripe (ADR 0021): a localstripe process with the test front of localstripe_front.py, and a
+# Stripe (ADR 0021): a localstripe process with the test front of localstripe_front.py (which
+# emulates what real Stripe does and localstripe does not: Idempotency-Key replay, one-off
+# invoices, finalize, declines as 402, setup-mode Checkout; its docstring lists them), and a
 # billing app with Stripe on, pointed at it, on a database of its own (its rows are committed:
 # webhooks arrive on several connections at once).
 LOCALSTRIPE_FRONT = Path(__file__).parent / "localstripe_front.py"
