@@ -1,25 +1,35 @@
 import asyncio
+import hashlib
+import hmac
 import json
+import secrets
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import nats
 import pytest
 import sqlalchemy as sa
+import stripe
 from fastapi import FastAPI
 from nats.aio.client import Client
 from nats.js.api import StreamConfig
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tollgate_billing.app import create_app
 from tollgate_billing.config import BillingSettings
 from tollgate_billing.customers.handlers import ORGANIZATION_CREATED
 from tollgate_billing.testing import migrated_test_settings
+from tollgate_shared.embedded import free_port
 from tollgate_shared.errors import PROBLEM_BASE, PROBLEM_JSON
 from tollgate_shared.events.streams import ensure_stream, stream_for_service
 from tollgate_shared.testing.consumers import (
@@ -53,9 +63,10 @@ def consumer_from_stream_end(
 
 @asynccontextmanager
 async def running_app(
-    *, database_url: str, nats_url: str, identity_public_key: str
+    *, database_url: str, nats_url: str, identity_public_key: str, **settings_changes: Any
 ) -> AsyncIterator[FastAPI]:
-    """A migrated billing app whose organizations consumer starts at the KEYS stream's end."""
+    """A migrated billing app whose organizations consumer starts at the KEYS stream's end
+    (settings_changes: other settings than the tests' defaults, e.g. Stripe's)."""
     async with consumer_from_stream_end(
         nats_url, stream_for_service("keys"), ORGANIZATION_CREATED
     ) as organizations:
@@ -65,6 +76,8 @@ async def running_app(
             identity_public_key=identity_public_key,
             organizations_consumer_name=organizations,
         )
+        for name, value in settings_changes.items():
+            setattr(settings, name, value)
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             yield app
@@ -320,3 +333,200 @@ async def metering(
                 yield Metering(app)
             finally:
                 billing_app.state.metering_usage = configured
+
+
+# Stripe (ADR 0021): a localstripe process with the test front of localstripe_front.py (which
+# emulates what real Stripe does and localstripe does not: Idempotency-Key replay, one-off
+# invoices, finalize, declines as 402, setup-mode Checkout; its docstring lists them), and a
+# billing app with Stripe on, pointed at it, on a database of its own (its rows are committed:
+# webhooks arrive on several connections at once).
+LOCALSTRIPE_FRONT = Path(__file__).parent / "localstripe_front.py"
+LOCALSTRIPE_START_SECONDS = 30.0
+
+
+@dataclass
+class LocalStripe:
+    url: str
+    secret_key: str
+    webhook_secret: str
+
+    def client(self) -> stripe.StripeClient:
+        """The tests' own view of the fake Stripe account (no retries: what they see is one
+        request each)."""
+        return stripe.StripeClient(
+            self.secret_key,
+            base_addresses={"api": self.url},
+            http_client=stripe.HTTPXClient(timeout=10),
+        )
+
+    async def requests(self) -> list[dict[str, Any]]:
+        """Every /v1 request the front received: method, path, idempotency_key."""
+        async with httpx.AsyncClient(base_url=self.url) as http:
+            result: list[dict[str, Any]] = (await http.get("/_config/front/requests")).json()
+            return result
+
+    async def delay_next(self, path: str, seconds: float) -> None:
+        async with httpx.AsyncClient(base_url=self.url) as http:
+            response = await http.post(
+                "/_config/front/delay", json={"path": path, "seconds": seconds}
+            )
+            response.raise_for_status()
+
+    async def forget_idempotency_keys(self) -> None:
+        """As Stripe does 24 hours after a key's first use."""
+        async with httpx.AsyncClient(base_url=self.url) as http:
+            (await http.post("/_config/front/forget-idempotency-keys")).raise_for_status()
+
+    async def complete_checkout(self, session_id: str, card_number: str) -> None:
+        """What the customer does on Stripe's hosted page."""
+        async with httpx.AsyncClient(base_url=self.url) as http:
+            response = await http.post(
+                f"/_config/front/checkout/{session_id}/complete", json={"number": card_number}
+            )
+            response.raise_for_status()
+
+    def signature(
+        self, payload: bytes, *, timestamp: int | None = None, secret: str | None = None
+    ) -> dict[str, str]:
+        """A Stripe-Signature header as Stripe computes it (HMAC-SHA256 of "<t>.<body>")."""
+        moment = int(time.time()) if timestamp is None else timestamp
+        digest = hmac.new(
+            (secret or self.webhook_secret).encode(),
+            f"{moment}.".encode() + payload,
+            hashlib.sha256,
+        ).hexdigest()
+        return {"Stripe-Signature": f"t={moment},v1={digest}"}
+
+
+@pytest.fixture(scope="session")
+def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStripe]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("localstripe") / "front.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, str(LOCALSTRIPE_FRONT), "--port", str(port)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + LOCALSTRIPE_START_SECONDS
+        while True:
+            assert process.poll() is None, f"localstripe exited: {log.read_text()}"
+            try:
+                httpx.get(f"{url}/_config/front/requests", timeout=1).raise_for_status()
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "localstripe did not start"
+                time.sleep(0.1)
+        # Generated, never written down: nothing key-shaped in the repository.
+        yield LocalStripe(
+            url=url,
+            secret_key="sk_test_" + secrets.token_hex(12),
+            webhook_secret="whsec_" + secrets.token_hex(16),
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+async def stripe_app(
+    localstripe: LocalStripe,
+    new_database: Callable[[str], str],
+    nats_url: str,
+    identity_keys: tuple[str, str],
+) -> AsyncIterator[FastAPI]:
+    async with running_app(
+        database_url=new_database("billing_stripe"),
+        nats_url=nats_url,
+        identity_public_key=identity_keys[1],
+        stripe_secret_key=SecretStr(localstripe.secret_key),
+        stripe_webhook_secret=SecretStr(localstripe.webhook_secret),
+        stripe_api_base=localstripe.url,
+        # Short, so the forced-timeout test is quick; retried like in production.
+        stripe_timeout_seconds=2.0,
+        stripe_max_network_retries=2,
+        # The tests sync customers themselves, at chosen moments.
+        stripe_sync_interval_seconds=3600,
+    ) as app:
+        yield app
+
+
+@pytest.fixture
+async def stripe_client(stripe_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=stripe_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://billing") as http:
+        yield http
+
+
+WEBHOOK_PATH = "/v1/billing/webhooks/stripe"
+
+
+async def deliver(
+    http: httpx.AsyncClient, localstripe: LocalStripe, event: dict[str, Any], **signing: Any
+) -> httpx.Response:
+    """POST the event to billing's webhook as Stripe does: raw JSON, signed."""
+    payload = json.dumps(event).encode()
+    headers = {"Content-Type": "application/json", **localstripe.signature(payload, **signing)}
+    return await http.post(WEBHOOK_PATH, content=payload, headers=headers)
+
+
+async def stripe_event(localstripe: LocalStripe, type_: str, object_id: str) -> dict[str, Any]:
+    """The event localstripe emitted about the object (the newest), exactly as it sends it."""
+    async with httpx.AsyncClient(
+        base_url=localstripe.url, headers={"Authorization": f"Bearer {localstripe.secret_key}"}
+    ) as http:
+        events: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"type": type_, "limit": 100}
+        while True:
+            page = (await http.get("/v1/events", params=params)).json()
+            events += page["data"]
+            if not page["has_more"]:
+                break
+            params["starting_after"] = page["data"][-1]["id"]
+    matching = [event for event in events if event["data"]["object"]["id"] == object_id]
+    assert matching, f"localstripe emitted no {type_} for {object_id}"
+    return max(matching, key=lambda event: event["created"])
+
+
+# Lines of an invoice pushed to Stripe: a fee, usage, a discount (negative) and tax.
+STRIPE_TEST_LINES = [
+    ("base_fee", "Pro (monthly)", 9900),
+    ("metered", "api_requests: 1234567 (1000000 included)", 1185),
+    ("discount", "WELCOME: 10 %", -1109),
+    ("tax", "Tax 19 %", 1770),
+]
+
+
+async def open_invoice_with_lines(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    org_id: uuid.UUID,
+    now: datetime,
+    period_start: datetime = datetime(2020, 1, 1, tzinfo=UTC),
+) -> uuid.UUID:
+    """An open invoice of the organisation with STRIPE_TEST_LINES (its customer made first)."""
+    from tollgate_billing.invoices.models import Invoice, InvoiceLine
+
+    from .payment_helpers import open_invoice
+
+    total = sum(amount for _, _, amount in STRIPE_TEST_LINES)
+    invoice_id = await open_invoice(
+        sessions, org_id=org_id, now=now, total=total, period_start=period_start
+    )
+    async with sessions() as session, session.begin():
+        for position, (kind, description, amount) in enumerate(STRIPE_TEST_LINES):
+            session.add(
+                InvoiceLine(
+                    invoice_id=invoice_id,
+                    position=position,
+                    kind=kind,
+                    description=description,
+                    amount=amount,
+                )
+            )
+        invoice = await session.get(Invoice, invoice_id)
+        assert invoice is not None
+        invoice.subtotal = total - STRIPE_TEST_LINES[-1][2]
+    return invoice_id

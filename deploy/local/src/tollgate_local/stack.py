@@ -84,8 +84,11 @@ class Stack:
         ports: Ports,
         database_url: str | None = None,
         nats_url: str | None = None,
+        billing_env: dict[str, str] | None = None,
     ) -> None:
         self.state_dir, self.ports = state_dir.resolve(), ports
+        # More settings for billing (the end-to-end tests turn Stripe on against localstripe).
+        self.billing_env = billing_env or {}
         self.external_database_url = database_url
         self.external_nats_url = nats_url
         self._postgres: EmbeddedPostgres | None = None
@@ -178,6 +181,7 @@ class Stack:
                     "TOLLGATE_BILLING_IDENTITY_PRIVATE_KEY": (
                         stack_secrets.billing_identity_private_key
                     ),
+                    **self.billing_env,
                 },
                 log_dir=log_dir,
             ),

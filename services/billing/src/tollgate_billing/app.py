@@ -28,8 +28,12 @@ from tollgate_billing.payments.endpoints import admin_router as payments_admin_r
 from tollgate_billing.payments.endpoints import router as payments_router
 from tollgate_billing.payments.schedule import DunningSchedule, save_schedule
 from tollgate_billing.reports.endpoints import admin_router as reports_admin_router
+from tollgate_billing.stripe_api.client import stripe_client
+from tollgate_billing.stripe_api.customers import sync_customers_forever
+from tollgate_billing.stripe_api.endpoints import router as stripe_router
 from tollgate_billing.subscriptions.endpoints import router as subscription_router
 from tollgate_billing.subscriptions.roller import roll_periods_forever
+from tollgate_billing.webhooks.endpoints import router as webhooks_router
 from tollgate_shared.app import ServiceRuntime, create_service_app
 from tollgate_shared.events.streams import ensure_stream, stream_for_service
 
@@ -38,6 +42,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 def create_app(settings: BillingSettings | None = None) -> FastAPI:
     settings = settings or BillingSettings()  # type: ignore[call-arg, unused-ignore]
+    # None: Stripe is off (ledger mode), its endpoints answer 409 stripe-disabled.
+    stripe = stripe_client(settings) if settings.stripe_enabled else None
 
     async def on_startup(runtime: ServiceRuntime) -> None:
         # Keys may not have started yet: whoever comes first creates its stream.
@@ -49,7 +55,19 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
             await save_schedule(session, DunningSchedule.from_settings(settings), now=utcnow())
 
     def background(runtime: ServiceRuntime) -> list[Coroutine[Any, Any, None]]:
+        stripe_tasks = (
+            [
+                sync_customers_forever(
+                    runtime.sessionmaker,
+                    stripe,
+                    interval_seconds=settings.stripe_sync_interval_seconds,
+                )
+            ]
+            if stripe is not None
+            else []
+        )
         return [
+            *stripe_tasks,
             organizations_consumer(
                 js=runtime.js,
                 sessionmaker=runtime.sessionmaker,
@@ -93,11 +111,14 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
             reports_admin_router,
             payments_router,
             payments_admin_router,
+            stripe_router,
+            webhooks_router,
         ],
         background=background,
         on_startup=on_startup,
     )
     app.state.settings = settings
+    app.state.stripe = stripe
     app.state.payment_collector = collector_for(settings)
     app.state.metering_usage = MeteringUsageClient(
         base_url=settings.metering_url, private_key=settings.identity_private_key

@@ -1,6 +1,6 @@
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from tollgate_billing.catalog.defaults import DEFAULT_CATALOG
@@ -18,6 +18,8 @@ def _decode_catalog(value: Any) -> Any:
 
 
 Catalog = Annotated[list[PlanCreate], NoDecode, BeforeValidator(_decode_catalog)]
+# An empty variable is the same as none (a compose file's `KEY=` leaves Stripe off).
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(lambda value: value or None)]
 
 
 class BillingSettings(ServiceSettings):
@@ -67,11 +69,66 @@ class BillingSettings(ServiceSettings):
     # accepts them, so billing still cannot act as the gateway or as a user.
     identity_private_key: Ed25519PrivateKey
 
+    # Stripe (ADR 0021): off unless the secret key is set; then customers, the catalog and
+    # invoices are pushed to Stripe, Stripe collects, and its webhooks report the outcome.
+    stripe_secret_key: OptionalSecret = None
+    # The signing secret of the webhook endpoint (whsec_...): required with the key.
+    stripe_webhook_secret: OptionalSecret = None
+    # Where the SDK sends its calls; tests point it at localstripe.
+    stripe_api_base: str = Field("https://api.stripe.com", pattern=r"^https?://[^\s/]+(:\d+)?/?$")
+    # A webhook whose signed timestamp is older than this is refused (replays).
+    stripe_webhook_tolerance_seconds: int = Field(300, ge=1, le=3600)
+    # Where Stripe Checkout sends the customer back after adding a payment method (or not).
+    stripe_checkout_success_url: str = Field(
+        "http://localhost:8080/billing/payment-method?checkout=success",
+        pattern=r"^https?://[^\s]+$",
+    )
+    stripe_checkout_cancel_url: str = Field(
+        "http://localhost:8080/billing/payment-method?checkout=canceled",
+        pattern=r"^https?://[^\s]+$",
+    )
+    # How often every replica gives Stripe customers to customers that have none yet.
+    stripe_sync_interval_seconds: float = Field(30.0, gt=0, le=3600)
+    # One Stripe call's time limit, and how often the SDK retries a network failure (with the
+    # same Idempotency-Key, so a retry never makes a second object).
+    stripe_timeout_seconds: float = Field(20.0, gt=0, le=120)
+    stripe_max_network_retries: int = Field(2, ge=0, le=10)
+
+    @property
+    def stripe_enabled(self) -> bool:
+        return self.stripe_secret_key is not None
+
     def secret_values(self) -> dict[str, str]:
+        stripe = {
+            "TOLLGATE_BILLING_STRIPE_SECRET_KEY": self.stripe_secret_key,
+            "TOLLGATE_BILLING_STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret,
+        }
         return {
             **super().secret_values(),
             "TOLLGATE_BILLING_IDENTITY_PRIVATE_KEY": self.identity_private_key,
+            # Only when Stripe is on: then both must be set, and real outside dev mode.
+            **{
+                name: "" if value is None else value.get_secret_value()
+                for name, value in stripe.items()
+                if self.stripe_enabled
+            },
         }
+
+    @model_validator(mode="after")
+    def _stripe_is_consistent(self) -> "BillingSettings":
+        if self.stripe_secret_key is None:
+            return self
+        if not self.stripe_secret_key.get_secret_value().startswith(("sk_", "rk_")):
+            raise ValueError(
+                "TOLLGATE_BILLING_STRIPE_SECRET_KEY must be a Stripe secret or restricted key "
+                "(sk_... or rk_...)"
+            )
+        if self.stripe_webhook_secret is None:
+            raise ValueError(
+                "TOLLGATE_BILLING_STRIPE_WEBHOOK_SECRET must be set when "
+                "TOLLGATE_BILLING_STRIPE_SECRET_KEY is (the endpoint's signing secret, whsec_...)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _catalog_is_consistent(self) -> "BillingSettings":

@@ -84,4 +84,10 @@ class LedgerCollector:
 
 def collector_for(settings: BillingSettings) -> PaymentCollector:
     """The collector of the configured payment provider: the ledger when none is."""
+    if settings.stripe_enabled:
+        # Imported here: the Stripe collector itself builds on this module's outcomes.
+        from tollgate_billing.stripe_api.client import stripe_client
+        from tollgate_billing.stripe_api.collector import StripeCollector
+
+        return StripeCollector(stripe_client(settings))
     return LedgerCollector()

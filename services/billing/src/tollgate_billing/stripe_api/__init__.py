@@ -1,0 +1,1 @@
+"""Calls to Stripe (ADR 0021): customers, the catalog, invoices, Checkout, collection."""

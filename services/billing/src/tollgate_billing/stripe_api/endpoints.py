@@ -1,0 +1,45 @@
+from typing import Annotated
+
+import stripe
+import structlog
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tollgate_billing.auth import BillingAdmin
+from tollgate_billing.stripe_api.checkout import start_setup_checkout
+from tollgate_billing.stripe_api.errors import StripeDisabledError, StripeUnavailableError
+from tollgate_billing.stripe_api.schemas import CheckoutSessionPublic
+
+logger = structlog.get_logger(__name__)
+router = APIRouter(prefix="/v1/billing/payment-method", tags=["payment method"])
+
+
+def _stripe(request: Request) -> stripe.StripeClient:
+    client: stripe.StripeClient | None = request.app.state.stripe
+    if client is None:
+        raise StripeDisabledError(
+            "Stripe is off (no TOLLGATE_BILLING_STRIPE_SECRET_KEY): in ledger mode a payment "
+            "method is set with PUT /v1/billing/payment-method."
+        )
+    return client
+
+
+StripeDep = Annotated[stripe.StripeClient, Depends(_stripe)]
+
+
+@router.post("/checkout", response_model=CheckoutSessionPublic, status_code=201)
+async def start_checkout(
+    identity: BillingAdmin, client: StripeDep, request: Request
+) -> CheckoutSessionPublic:
+    """A Stripe Checkout Session in setup mode: send the customer to `url`; once they added a
+    card there, Stripe's webhook makes it the organisation's payment method."""
+    assert identity.org_id is not None
+    # Its own short transactions around Stripe's calls: none held open over the network.
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    try:
+        return await start_setup_checkout(
+            sessionmaker, client, request.app.state.settings, org_id=identity.org_id
+        )
+    except stripe.StripeError as error:
+        logger.exception("stripe checkout session not created")
+        raise StripeUnavailableError("Stripe could not be reached; try again.") from error

@@ -1,0 +1,95 @@
+"""Every query on what billing made in Stripe."""
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from tollgate_billing.customers.models import Customer
+from tollgate_billing.stripe_api.models import (
+    StripeCustomer,
+    StripeInvoice,
+    StripePlan,
+    StripeProduct,
+)
+
+
+class StripeRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def stripe_customer_of(self, customer_id: uuid.UUID) -> str | None:
+        row = await self.session.get(StripeCustomer, customer_id)
+        return row.stripe_customer_id if row else None
+
+    async def customer_of_stripe(self, stripe_customer_id: str) -> Customer | None:
+        result = await self.session.execute(
+            select(Customer)
+            .join(StripeCustomer, col(StripeCustomer.customer_id) == col(Customer.id))
+            .where(StripeCustomer.stripe_customer_id == stripe_customer_id)
+        )
+        return result.scalars().first()
+
+    async def customers_without_stripe(self, *, limit: int) -> Sequence[uuid.UUID]:
+        result = await self.session.execute(
+            select(Customer.id)
+            .outerjoin(StripeCustomer, col(StripeCustomer.customer_id) == col(Customer.id))
+            .where(col(StripeCustomer.customer_id).is_(None))
+            .order_by(col(Customer.created_at), col(Customer.id))
+            .limit(limit)
+        )
+        return result.scalars().all()
+
+    async def add_customer(self, customer_id: uuid.UUID, stripe_customer_id: str) -> str:
+        """Record the Stripe customer; the one already recorded wins (two replicas asked Stripe
+        with the same Idempotency-Key, so it is the same customer anyway)."""
+        await self.session.execute(
+            insert(StripeCustomer)
+            .values(customer_id=customer_id, stripe_customer_id=stripe_customer_id)
+            .on_conflict_do_nothing(index_elements=["customer_id"])
+        )
+        stored = await self.stripe_customer_of(customer_id)
+        assert stored is not None
+        return stored
+
+    async def product_of(self, plan_key: str) -> str | None:
+        row = await self.session.get(StripeProduct, plan_key)
+        return row.stripe_product_id if row else None
+
+    async def add_product(self, plan_key: str, stripe_product_id: str) -> None:
+        await self.session.execute(
+            insert(StripeProduct)
+            .values(plan_key=plan_key, stripe_product_id=stripe_product_id)
+            .on_conflict_do_nothing(index_elements=["plan_key"])
+        )
+
+    async def has_plan(self, stripe_plan_id: str) -> bool:
+        return await self.session.get(StripePlan, stripe_plan_id) is not None
+
+    async def add_plan(self, plan: StripePlan) -> None:
+        await self.session.execute(
+            insert(StripePlan)
+            .values(plan.model_dump())
+            .on_conflict_do_nothing(index_elements=["stripe_plan_id"])
+        )
+
+    async def stripe_invoice_of(self, invoice_id: uuid.UUID) -> str | None:
+        row = await self.session.get(StripeInvoice, invoice_id)
+        return row.stripe_invoice_id if row else None
+
+    async def invoice_of_stripe(self, stripe_invoice_id: str) -> uuid.UUID | None:
+        result = await self.session.execute(
+            select(StripeInvoice.invoice_id).where(
+                StripeInvoice.stripe_invoice_id == stripe_invoice_id
+            )
+        )
+        return result.scalars().first()
+
+    async def add_invoice(self, invoice_id: uuid.UUID, stripe_invoice_id: str) -> None:
+        await self.session.execute(
+            insert(StripeInvoice)
+            .values(invoice_id=invoice_id, stripe_invoice_id=stripe_invoice_id)
+            .on_conflict_do_nothing(index_elements=["invoice_id"])
+        )

@@ -1,0 +1,199 @@
+"""What each Stripe event type does. A handler first re-reads the object from Stripe (outside
+any transaction: the event's snapshot may be older than a later event already applied), then
+returns the effect to apply in the transaction that stores the event; None when there is
+nothing to do."""
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import stripe
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate_billing.payments.methods import set_payment_method
+from tollgate_billing.payments.models import Provider
+from tollgate_billing.payments.outcomes import payment_failed, payment_succeeded
+from tollgate_billing.stripe_api.client import ORG_METADATA, field_of, idempotent, metadata_of
+from tollgate_billing.stripe_api.collector import failure_reference
+from tollgate_billing.stripe_api.repository import StripeRepository
+from tollgate_billing.subscriptions.repository import SubscriptionRepository
+from tollgate_billing.subscriptions.schemas import Moment
+from tollgate_billing.subscriptions.service import NothingToCancelError, cancel
+from tollgate_billing.webhooks.schemas import StripeEventObject
+
+# The effect in the event's transaction: True when it changed something here.
+Effect = Callable[[AsyncSession], Awaitable[bool]]
+STRIPE = Provider.STRIPE.value
+GENERIC_FAILURE = "payment_failed"
+# A subscription in these states has ended in Stripe.
+ENDED = frozenset({"canceled", "incomplete_expired"})
+
+
+@dataclass(frozen=True)
+class WebhookContext:
+    client: stripe.StripeClient
+    default_plan: str
+    now: datetime
+
+
+def _object_id(event: StripeEventObject) -> str | None:
+    value = event.object.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+async def invoice_outcome(event: StripeEventObject, context: WebhookContext) -> Effect | None:
+    """invoice.paid, invoice.payment_succeeded, invoice.payment_failed: what Stripe says of the
+    invoice now decides. Paid is paid, whatever event arrives after; a failure is recorded only
+    while Stripe still says unpaid."""
+    stripe_id = _object_id(event)
+    if stripe_id is None:
+        return None
+    fresh = await context.client.v1.invoices.retrieve_async(stripe_id)
+    paid = fresh.status == "paid"
+    if not paid and event.type != "invoice.payment_failed":
+        return None  # a success Stripe no longer confirms (refunded, or a stale snapshot)
+    reason = None if paid else await _failure_reason(context.client, fresh)
+
+    async def apply(session: AsyncSession) -> bool:
+        invoice_id = await StripeRepository(session).invoice_of_stripe(fresh.id)
+        if invoice_id is None:
+            return False  # not one we pushed (the operator's own invoice in Stripe)
+        if reason is None:
+            await payment_succeeded(
+                session, invoice_id=invoice_id, now=context.now, provider=STRIPE, reference=fresh.id
+            )
+        else:
+            await payment_failed(
+                session,
+                invoice_id=invoice_id,
+                now=context.now,
+                provider=STRIPE,
+                reference=failure_reference(fresh),
+                reason=reason,
+            )
+        return True
+
+    return apply
+
+
+async def _failure_reason(client: stripe.StripeClient, invoice: stripe.Invoice) -> str:
+    """The decline code of the invoice's last payment, where the API version still links the
+    invoice to its payment intent (localstripe does); a generic reason otherwise."""
+    intent_id = field_of(invoice, "payment_intent")
+    if isinstance(intent_id, str):
+        intent = await client.v1.payment_intents.retrieve_async(intent_id)
+        error = intent.last_payment_error
+        if error is not None and error.code:
+            return error.code
+    return GENERIC_FAILURE
+
+
+async def checkout_completed(event: StripeEventObject, context: WebhookContext) -> Effect | None:
+    """A setup-mode Checkout Session completed: its SetupIntent's card becomes the customer's
+    payment method here, and its default for invoices in Stripe."""
+    session_id = _object_id(event)
+    if session_id is None:
+        return None
+    client = context.client
+    checkout = await client.v1.checkout.sessions.retrieve_async(session_id)
+    intent_id = checkout.setup_intent
+    if checkout.mode != "setup" or checkout.status != "complete" or not intent_id:
+        return None
+    intent = await client.v1.setup_intents.retrieve_async(
+        intent_id if isinstance(intent_id, str) else intent_id.id
+    )
+    method_id = intent.payment_method
+    if intent.status != "succeeded" or not method_id:
+        return None
+    method = await client.v1.payment_methods.retrieve_async(
+        method_id if isinstance(method_id, str) else method_id.id
+    )
+    card = method.card
+    customer_ref = checkout.customer
+    stripe_customer = customer_ref if isinstance(customer_ref, str) else None
+    if card is None or stripe_customer is None:
+        return None
+    await client.v1.customers.update_async(
+        stripe_customer,
+        {"invoice_settings": {"default_payment_method": method.id}},
+        idempotent("default-payment-method", checkout.id),
+    )
+
+    async def apply(session: AsyncSession) -> bool:
+        customer = await StripeRepository(session).customer_of_stripe(stripe_customer)
+        if customer is None:
+            return False
+        await set_payment_method(
+            session,
+            customer=customer,
+            provider=STRIPE,
+            reference=method.id,
+            brand=card.brand,
+            last4=card.last4,
+            exp_month=card.exp_month,
+            exp_year=card.exp_year,
+            now=context.now,
+        )
+        return True
+
+    return apply
+
+
+async def subscription_changed(event: StripeEventObject, context: WebhookContext) -> Effect | None:
+    """customer.subscription.updated / deleted. Tollgate bills by its own invoices, not by
+    Stripe subscriptions; a subscription the operator made in Stripe with metadata
+    tollgate_org_id says the organisation's intent: once it ends (deleted, canceled, or set to
+    cancel at its period's end) the organisation's paid plan is canceled at its period's end.
+    Stripe never extends or changes a Tollgate plan (ADR 0021)."""
+    subscription_id = _object_id(event)
+    if subscription_id is None:
+        return None
+    try:
+        fresh = await context.client.v1.subscriptions.retrieve_async(subscription_id)
+    except stripe.InvalidRequestError as error:
+        if error.http_status != 404:
+            raise
+        ending, snapshot = True, event.object  # gone from Stripe: ended
+        metadata, stripe_customer = snapshot.get("metadata") or {}, snapshot.get("customer")
+    else:
+        ending = fresh.status in ENDED or bool(fresh.cancel_at_period_end)
+        metadata, stripe_customer = metadata_of(fresh), fresh.customer
+    try:
+        org_id = uuid.UUID(str(metadata.get(ORG_METADATA)))
+    except ValueError:
+        return None
+    if not ending or not isinstance(stripe_customer, str):
+        return None
+
+    async def apply(session: AsyncSession) -> bool:
+        customer = await StripeRepository(session).customer_of_stripe(stripe_customer)
+        if customer is None or customer.org_id != org_id:
+            return False  # metadata naming another organisation than the Stripe customer's
+        subscription = await SubscriptionRepository(session).of_org(org_id, for_update=True)
+        if subscription is None:
+            return False
+        try:
+            await cancel(
+                session,
+                subscription=subscription,
+                at=Moment.PERIOD_END,
+                now=context.now,
+                default_plan=context.default_plan,
+            )
+        except NothingToCancelError:
+            return False
+        return True
+
+    return apply
+
+
+Handler = Callable[[StripeEventObject, WebhookContext], Awaitable[Effect | None]]
+HANDLERS: dict[str, Handler] = {
+    "invoice.paid": invoice_outcome,
+    "invoice.payment_succeeded": invoice_outcome,
+    "invoice.payment_failed": invoice_outcome,
+    "checkout.session.completed": checkout_completed,
+    "customer.subscription.updated": subscription_changed,
+    "customer.subscription.deleted": subscription_changed,
+}

@@ -1,0 +1,27 @@
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class StripeEventObject(BaseModel):
+    """What billing reads of a Stripe event: its id, type and object (re-read from Stripe when
+    it matters, so an old snapshot delivered late never wins)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=255)
+    type: str = Field(min_length=1, max_length=100)
+    data: dict[str, Any]
+
+    @property
+    def object(self) -> dict[str, Any]:
+        value = self.data.get("object")
+        return value if isinstance(value, dict) else {}
+
+
+class WebhookReceipt(BaseModel):
+    received: Literal[True] = True
+    event_id: str
+    # applied: it changed something; ignored: not a type or an object of ours; duplicate: this
+    # event id was processed before (Stripe delivers at least once).
+    outcome: Literal["applied", "ignored", "duplicate"]

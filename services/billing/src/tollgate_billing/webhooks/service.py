@@ -1,0 +1,64 @@
+"""Receiving a Stripe event: the signature checked on the raw body, the event stored once in
+the transaction of its effect."""
+
+import stripe
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tollgate_billing.webhooks.handlers import HANDLERS, WebhookContext
+from tollgate_billing.webhooks.repository import StripeEventRepository
+from tollgate_billing.webhooks.schemas import StripeEventObject, WebhookReceipt
+from tollgate_shared.errors import BadRequestError
+
+
+class SignatureInvalidError(BadRequestError):
+    slug, title = "stripe-signature-invalid", "Stripe signature invalid"
+
+
+class EventInvalidError(BadRequestError):
+    slug, title = "stripe-event-invalid", "Not a Stripe event"
+
+
+def verified_event(
+    payload: bytes, signature: str | None, *, secret: str, tolerance_seconds: int
+) -> StripeEventObject:
+    """The event, once Stripe-Signature proves Stripe signed exactly these bytes within the
+    tolerance (older timestamps are replays)."""
+    if not signature:
+        raise SignatureInvalidError("The Stripe-Signature header is missing.")
+    try:
+        text = payload.decode("utf-8")
+        stripe.WebhookSignature.verify_header(text, signature, secret, tolerance_seconds)
+    except UnicodeDecodeError as error:
+        raise SignatureInvalidError("The body is not UTF-8: Stripe did not send it.") from error
+    except stripe.SignatureVerificationError as error:
+        raise SignatureInvalidError(f"The Stripe-Signature does not verify: {error}") from error
+    try:
+        return StripeEventObject.model_validate_json(payload)
+    except ValidationError as error:
+        raise EventInvalidError("The signed body is not a Stripe event.") from error
+
+
+async def receive_event(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    context: WebhookContext,
+    event: StripeEventObject,
+) -> WebhookReceipt:
+    """Apply the event once. Its id is inserted in the transaction of its effect: of copies
+    delivered at once, the first insert wins and the others find it taken after its commit."""
+    async with sessionmaker() as session:
+        if await StripeEventRepository(session).seen(event.id):
+            return WebhookReceipt(event_id=event.id, outcome="duplicate")
+    handler = HANDLERS.get(event.type)
+    effect = await handler(event, context) if handler is not None else None
+    async with sessionmaker() as session, session.begin():
+        repository = StripeEventRepository(session)
+        stored = await repository.claim(event.id, event.type, now=context.now)
+        if stored is None:
+            return WebhookReceipt(event_id=event.id, outcome="duplicate")
+        if effect is not None and await effect(session):
+            stored.outcome = "applied"
+            await repository.save(stored)
+        return WebhookReceipt(
+            event_id=event.id, outcome="applied" if stored.outcome == "applied" else "ignored"
+        )
