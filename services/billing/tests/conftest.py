@@ -51,6 +51,7 @@ TABLES = {
     "invoice_lines": "invoice_id IN (SELECT id FROM billing.invoices"
     " WHERE org_id::text = ANY(:orgs))",
     "invoice_number_sequences": "true",
+    "onboarding_sessions": "org_id::text = ANY(:orgs)",
 }
 DEADLINE_SECONDS = 15.0
 

@@ -42,6 +42,7 @@ def test_migrate_needs_only_the_database_url(new_database):
     finally:
         engine.dispose()
     assert tables == {
+        "onboarding_sessions",
         "plans",
         "customers",
         "subscriptions",

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from tollgate_billing.billing_info.endpoints import router as billing_info_router
 from tollgate_billing.catalog.endpoints import admin_router as plans_admin_router
 from tollgate_billing.catalog.endpoints import router as plans_router
 from tollgate_billing.catalog.service import seed_catalog
@@ -22,6 +23,7 @@ from tollgate_billing.invoices.closer import close_periods_forever
 from tollgate_billing.invoices.endpoints import admin_router as invoices_admin_router
 from tollgate_billing.invoices.endpoints import router as invoices_router
 from tollgate_billing.invoices.metering_usage import MeteringUsageClient
+from tollgate_billing.onboarding.endpoints import router as onboarding_router
 from tollgate_billing.payments.collection import collect_forever
 from tollgate_billing.payments.collector import collector_for
 from tollgate_billing.payments.endpoints import admin_router as payments_admin_router
@@ -113,6 +115,8 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
             payments_admin_router,
             stripe_router,
             webhooks_router,
+            billing_info_router,
+            onboarding_router,
         ],
         background=background,
         on_startup=on_startup,

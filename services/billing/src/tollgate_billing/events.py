@@ -23,6 +23,7 @@ class BillingEvent(StrEnum):
     INVOICE_MARKED_UNCOLLECTIBLE = "tollgate.billing.invoice.marked_uncollectible"
     PAYMENT_METHOD_UPDATED = "tollgate.billing.payment_method.updated"
     PAYMENT_METHOD_REMOVED = "tollgate.billing.payment_method.removed"
+    ONBOARDING_COMPLETED = "tollgate.billing.onboarding.completed"
 
 
 async def publish(

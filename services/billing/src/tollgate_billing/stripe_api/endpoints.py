@@ -1,3 +1,4 @@
+import uuid
 from typing import Annotated
 
 import stripe
@@ -28,18 +29,21 @@ StripeDep = Annotated[stripe.StripeClient, Depends(_stripe)]
 
 
 @router.post("/checkout", response_model=CheckoutSessionPublic, status_code=201)
-async def start_checkout(
-    identity: BillingAdmin, client: StripeDep, request: Request
-) -> CheckoutSessionPublic:
+async def start_checkout(identity: BillingAdmin, request: Request) -> CheckoutSessionPublic:
     """A Stripe Checkout Session in setup mode: send the customer to `url`; once they added a
     card there, Stripe's webhook makes it the organisation's payment method."""
     assert identity.org_id is not None
+    return await checkout_for(request, org_id=identity.org_id)
+
+
+async def checkout_for(request: Request, *, org_id: uuid.UUID) -> CheckoutSessionPublic:
+    """Also onboarding's payment step. 409 stripe-disabled when Stripe is off."""
+    client = _stripe(request)
     # Its own short transactions around Stripe's calls: none held open over the network.
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     try:
         return await start_setup_checkout(
-            sessionmaker, client, request.app.state.settings, org_id=identity.org_id
+            sessionmaker, client, request.app.state.settings, org_id=org_id
         )
-    except stripe.StripeError as error:
-        logger.exception("stripe checkout session not created")
+    except stripe.APIConnectionError as error:
         raise StripeUnavailableError("Stripe could not be reached; try again.") from error

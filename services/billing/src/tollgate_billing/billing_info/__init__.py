@@ -1,0 +1,1 @@
+"""GET /v1/billing/info: everything an organisation sees on its billing page, in one read."""
