@@ -57,7 +57,12 @@ KEYGEN_VARIABLES = {
     "POSTGRES_PASSWORD",
 }
 # Optional settings passed through from the shell or .env (null value in compose) when set.
-OPTIONAL_PASSTHROUGH = {"TOLLGATE_KEYS_SUPERADMIN_EMAIL", "TOLLGATE_KEYS_SUPERADMIN_PASSWORD"}
+OPTIONAL_PASSTHROUGH = {
+    "TOLLGATE_KEYS_SUPERADMIN_EMAIL",
+    "TOLLGATE_KEYS_SUPERADMIN_PASSWORD",
+    "TOLLGATE_BILLING_STRIPE_SECRET_KEY",
+    "TOLLGATE_BILLING_STRIPE_WEBHOOK_SECRET",
+}
 
 REQUIRED_INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z][A-Z0-9_]*):\?(?P<message>[^}]+)\}")
 DEFAULT_INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z][A-Z0-9_]*):-(?P<default>[^}]*)\}")

@@ -12,6 +12,7 @@ The tools are required: a missing one fails the test, it is never skipped.
 
 import os
 import re
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -199,6 +200,9 @@ def secret_values() -> dict[str, str]:
         "TOLLGATE_DATABASE_URL": "postgresql://tollgate:password@postgres-rw:5432/tollgate",
         "TOLLGATE_KEYS_SUPERADMIN_EMAIL": "ops@example.com",
         "TOLLGATE_KEYS_SUPERADMIN_PASSWORD": "a long passphrase for ops",
+        # Generated here, never written down: nothing key-shaped in the repository.
+        "TOLLGATE_BILLING_STRIPE_SECRET_KEY": "sk_test_" + secrets.token_hex(12),
+        "TOLLGATE_BILLING_STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(16),
     }
 
 
