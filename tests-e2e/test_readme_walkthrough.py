@@ -36,5 +36,17 @@ def test_readme_walkthrough_runs_as_written(stack, tmp_path):
     ), lines
     assert '["org-hour",998]' in lines and '["org-day",9998]' in lines, lines
     assert '["api_requests",100000,"hard"]' in lines, lines
+    # Onboarding: each step's next one, then the billing page on Pro's trial.
+    assert lines[lines.index("choose_plan") : lines.index("completed") + 1] == [
+        "choose_plan",
+        "add_payment_method",
+        "start_subscription",
+        "complete",
+        "completed",
+    ], lines
+    # Usage counts from the trial's first minute on: the earlier calls only if in that minute.
+    assert any(
+        re.fullmatch(r'\["pro","trialing","4242",("\d+"|null),0\]', line) for line in lines
+    ), lines
     assert '"revoked"' in lines, lines
     assert lines[-1] == "401", lines
