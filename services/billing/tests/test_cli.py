@@ -74,3 +74,36 @@ def test_the_service_serves_on_8102_by_default(monkeypatch):
     [call] = calls
     assert (call["service"], call["default_port"]) == ("billing", 8102)
     assert (call["migrations_dir"] / "versions" / "0001_initial.py").is_file()
+    assert set(call["operator_commands"]) == {
+        "close-periods",
+        "collect-payments",
+        "stripe-sync-catalog",
+    }
+
+
+def test_operator_commands_run_the_jobs_once(new_database, identity_keys):
+    from tollgate_shared.identity import generate_keypair
+
+    database_url = new_database("billing_cli_jobs")
+    assert run_cli("migrate", env={"TOLLGATE_DATABASE_URL": database_url}).returncode == 0
+    env = {
+        "TOLLGATE_ENV": "test",
+        "TOLLGATE_DATABASE_URL": database_url,
+        # The service's own environment: the commands write events to the outbox only.
+        "TOLLGATE_NATS_URL": "nats://nats.invalid:4222",
+        "TOLLGATE_IDENTITY_PUBLIC_KEY": identity_keys[1],
+        "TOLLGATE_BILLING_METERING_URL": "http://metering.invalid",
+        "TOLLGATE_BILLING_IDENTITY_PRIVATE_KEY": generate_keypair()[0],
+    }
+    closed = run_cli("close-periods", env=env)
+    assert (closed.returncode, closed.stdout.strip()) == (0, "0 invoice(s) finalized"), closed
+    collected = run_cli("collect-payments", env=env)
+    assert collected.returncode == 0, collected.stderr
+    assert collected.stdout.strip() == "0 invoice(s) collected, 0 dunning action(s)"
+    # Stripe's command says plainly when Stripe is off.
+    stripe = run_cli("stripe-sync-catalog", env=env)
+    assert stripe.returncode != 0
+    assert "TOLLGATE_BILLING_STRIPE_SECRET_KEY is not set" in stripe.stderr
+    listed = run_cli("--help", env=env).stdout
+    for command in ("migrate", "serve", "close-periods", "collect-payments", "stripe-sync-catalog"):
+        assert command in listed
