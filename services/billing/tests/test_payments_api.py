@@ -57,6 +57,9 @@ async def test_each_test_card_has_its_fixed_outcome(client, db, acme, number, ou
         assert invoice.state == "open"
         assert recorded == [(1, "ledger", None, "failed", outcome)]
         assert status == "past_due"
+        shown = (await client.get(f"/v1/billing/invoices/{invoice_id}", headers=admin)).json()
+        assert shown["payment_attempts"] == 1
+        assert shown["next_payment_attempt_at"] is not None  # the first dunning retry
 
 
 async def test_without_a_method_the_attempt_fails_with_no_payment_method(client, db, acme):

@@ -42,6 +42,10 @@ class InvoicePublic(BaseModel):
     finalized_at: datetime | None
     paid_at: datetime | None
     voided_at: datetime | None
+    payment_attempts: int = Field(description="Tries to collect it so far")
+    next_payment_attempt_at: datetime | None = Field(
+        description="When an open invoice is tried next (automatic retry); null when none is due"
+    )
 
 
 class InvoiceSummary(BaseModel):

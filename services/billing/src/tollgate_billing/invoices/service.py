@@ -277,6 +277,10 @@ def invoice_view(invoice: Invoice, lines: Sequence[InvoiceLine]) -> InvoicePubli
         finalized_at=invoice.finalized_at,
         paid_at=invoice.paid_at,
         voided_at=invoice.voided_at,
+        payment_attempts=invoice.payment_attempt_count,
+        next_payment_attempt_at=(
+            invoice.next_payment_attempt_at if invoice.state == InvoiceState.OPEN else None
+        ),
     )
 
 
