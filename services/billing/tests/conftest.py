@@ -31,6 +31,7 @@ from tollgate_billing.customers.handlers import ORGANIZATION_CREATED
 from tollgate_billing.testing import migrated_test_settings
 from tollgate_shared.embedded import free_port
 from tollgate_shared.errors import PROBLEM_BASE, PROBLEM_JSON
+from tollgate_shared.events.envelope import CloudEvent
 from tollgate_shared.events.streams import ensure_stream, stream_for_service
 from tollgate_shared.testing.consumers import (
     consumer_from_stream_end as shared_consumer_from_stream_end,
@@ -185,6 +186,25 @@ def organization_created(org_id: uuid.UUID, *, name: str = "Acme", event_id: str
             "created_by_user_id": str(uuid.uuid4()),
         },
     }
+
+
+async def published_on_billing(js: Any, watcher: str, subject: str) -> CloudEvent:
+    """The first event about `subject` the watcher (a consumer on BILLING) receives. Every
+    billing app on this NATS (other suites' too) publishes, so other subjects are skipped."""
+    subscription = await js.pull_subscribe_bind(watcher, stream="BILLING")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE_SECONDS
+    while True:
+        assert loop.time() < deadline, f"no event about {subject} was published"
+        try:
+            messages = await subscription.fetch(10, timeout=1)
+        except TimeoutError:
+            continue
+        for message in messages:
+            await message.ack()
+            event = CloudEvent.from_json(message.data)
+            if event.subject == subject:
+                return event
 
 
 async def publish_to_keys(client: Client, event: dict[str, Any]) -> None:

@@ -1,6 +1,5 @@
 """One billing customer per organisation, made from the keys service's organization.created."""
 
-import asyncio
 import json
 import uuid
 
@@ -15,12 +14,12 @@ from tollgate_shared.events.envelope import CloudEvent
 from tollgate_shared.events.streams import ensure_stream, stream_for_service
 
 from .conftest import (
-    DEADLINE_SECONDS,
     Org,
     add_customer,
     assert_problem,
     organization_created,
     publish_to_keys,
+    published_on_billing,
     wait_until_consumed,
 )
 
@@ -75,22 +74,7 @@ async def test_a_new_organisation_becomes_a_customer_on_the_free_plan(
         assert customer["plan"]["rate_limit_tier"] == "free"
 
         # Published on the BILLING stream by the outbox relay, with the facts consumers need.
-        subscription = await js.pull_subscribe_bind(watcher, stream="BILLING")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + DEADLINE_SECONDS
-        published = None
-        while published is None:
-            assert loop.time() < deadline, "customer.created was not published"
-            try:
-                messages = await subscription.fetch(10, timeout=1)
-            except TimeoutError:
-                continue
-            for message in messages:
-                await message.ack()
-                candidate = CloudEvent.from_json(message.data)
-                # Every billing app on this NATS (other suites' too) makes its own customer.
-                if candidate.subject == f"customers/{customer['id']}":
-                    published = candidate
+        published = await published_on_billing(js, watcher, f"customers/{customer['id']}")
         assert published.type == "tollgate.billing.customer.created"
         assert published.source == "/tollgate/billing"
         assert published.orgid == str(org.org_id)

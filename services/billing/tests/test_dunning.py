@@ -15,10 +15,9 @@ from tollgate_billing.payments.collection import collect_due
 from tollgate_billing.payments.collector import LedgerCollector
 from tollgate_billing.payments.outcomes import payment_failed
 from tollgate_billing.subscriptions.roller import roll_due_subscriptions
-from tollgate_shared.events.envelope import CloudEvent
 from tollgate_shared.events.streams import ensure_stream, stream_for_service
 
-from .conftest import DEADLINE_SECONDS, assert_problem
+from .conftest import assert_problem, published_on_billing
 from .payment_helpers import attempts, events, invoice_row, open_invoice, status_of
 from .subscription_helpers import load, new_subscription, pending_items
 
@@ -303,21 +302,7 @@ async def test_a_payment_failure_is_published_on_nats(committed_app, nats_client
                 reference=f"r-{uuid.uuid4().hex}",
                 reason="insufficient_funds",
             )
-        subscription = await js.pull_subscribe_bind(watcher, stream="BILLING")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + DEADLINE_SECONDS
-        published = None
-        while published is None:
-            assert loop.time() < deadline, "invoice.payment_failed was not published"
-            try:
-                messages = await subscription.fetch(10, timeout=1)
-            except TimeoutError:
-                continue
-            for message in messages:
-                await message.ack()
-                candidate = CloudEvent.from_json(message.data)
-                if candidate.subject == f"invoices/{invoice_id}":
-                    published = candidate
+        published = await published_on_billing(js, watcher, f"invoices/{invoice_id}")
         assert published.orgid == str(org.org_id)
         assert published.data["reason"] == "insufficient_funds"
         assert published.data["attempt_number"] == 1
