@@ -27,14 +27,14 @@ GRACE = timedelta(hours=1)
 REQUEST = {"meter": "api_requests"}
 
 
-async def metered_plan(db, key: str = "metered") -> str:
+async def metered_plan(db, key: str = "metered", name: str = "Metered") -> str:
     """$10 a month, 2 requests included, then $0.005 each (sub-cent, exact)."""
     async with db() as session, session.begin():
         await create_plan(
             session,
             data=PlanCreate(
                 key=key,
-                name="Metered",
+                name=name,
                 monthly_price=Decimal("10.00"),
                 metered_charges={
                     "api_requests": MeteredCharge(
@@ -368,6 +368,45 @@ async def test_the_pdf_reads_back_with_number_lines_and_total(
     assert_problem(
         await client.get(f"/v1/billing/invoices/{invoice_id}/pdf", headers=globex.user()), 404
     )
+
+
+async def test_the_pdf_prints_names_in_any_covered_script_with_bill_to_and_issuer(
+    client, db, billing_app, metering, acme, settings, monkeypatch
+):
+    customer = "Łódź Café — Zürich €"
+    plan = "Тариф «Москва» · Ελλάδα ₹"  # Cyrillic, Greek, ₹: none of them in Latin-1
+    issuer = "Nordlicht Ærø ApS, Straße 7 — Kraków"
+    monkeypatch.setattr(settings, "invoice_issuer", issuer)
+    await ended_period(db, acme, await metered_plan(db, name=plan))
+    async with db() as session, session.begin():
+        await session.execute(
+            sa.text("UPDATE billing.customers SET name = :name WHERE org_id = :org"),
+            {"name": customer, "org": acme.org_id},
+        )
+    await metering.store(acme.org_id, ("api_requests", "k", START + timedelta(hours=1), REQUEST))
+    [invoice_id] = await close(db, billing_app, END + GRACE)
+
+    response = await client.get(f"/v1/billing/invoices/{invoice_id}/pdf", headers=acme.key("read"))
+    assert response.status_code == 200, response.text
+    reader = PdfReader(io.BytesIO(response.content))
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    lines = text.splitlines()
+    assert f"Issued by: {issuer}" in lines
+    assert lines[lines.index("Bill to:") + 1 : lines.index("Bill to:") + 3] == [
+        customer,
+        f"Organisation: {acme.org_id}",
+    ]
+    assert f"{plan} (monthly)" in text
+    assert "Amount (USD)" in text
+    assert "Total: 10.00 USD" in text  # 1 request, 2 included: the fee alone
+    assert "?" not in text  # nothing replaced
+    # Both weights embedded (as subsets: "ABCDEF+" before the name), no core font.
+    fonts = {
+        str(font["/BaseFont"]).split("+")[-1]
+        for page in reader.pages
+        for font in page["/Resources"]["/Font"].values()
+    }
+    assert fonts == {"NotoSans", "NotoSansBold"}
 
 
 async def test_a_change_in_the_second_the_period_started_makes_the_draft_its_own(db, acme):

@@ -29,6 +29,7 @@ def test_the_defaults(environment):
     assert [plan.key for plan in settings.catalog] == ["free", "pro", "enterprise"]
     assert settings.default_plan == "free"
     assert settings.organizations_consumer_name == "billing-organizations"
+    assert settings.invoice_issuer == "Tollgate"
     pro = settings.catalog[1]
     assert (pro.monthly_price, pro.yearly_price, pro.rate_limit_tier) == (
         Decimal("99.00"),
@@ -115,4 +116,16 @@ def test_billing_needs_its_own_key_and_metering(environment, name, value, messag
     else:
         environment.setenv(name, value)
     with pytest.raises(ValidationError, match=message):
+        BillingSettings()  # type: ignore[call-arg]
+
+
+def test_the_invoice_issuer_comes_from_the_environment(environment):
+    environment.setenv("TOLLGATE_BILLING_INVOICE_ISSUER", "  Łódź Software Sp. z o.o.  ")
+    assert BillingSettings().invoice_issuer == "Łódź Software Sp. z o.o."  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("value", ["", "   ", "x" * 201])
+def test_an_empty_or_overlong_invoice_issuer_stops_the_process(environment, value):
+    environment.setenv("TOLLGATE_BILLING_INVOICE_ISSUER", value)
+    with pytest.raises(ValidationError, match="invoice_issuer"):
         BillingSettings()  # type: ignore[call-arg]

@@ -1,6 +1,6 @@
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, StringConstraints, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from tollgate_billing.catalog.defaults import DEFAULT_CATALOG
@@ -33,6 +33,10 @@ class BillingSettings(ServiceSettings):
     # Plans created at start when no plan with their key exists yet: an operator's later edits
     # (through the admin API) are never overwritten. A JSON list of plans (docs/api.md).
     catalog: Catalog = Field(default_factory=lambda: list(DEFAULT_CATALOG))
+    # Who issues the invoices: the name at the top of every invoice PDF (the operator's company).
+    invoice_issuer: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+    ] = "Tollgate"
     # The plan every new organisation's billing customer starts on.
     default_plan: str = "free"
     # The durable consumer of the keys service's organization events (one customer per org).

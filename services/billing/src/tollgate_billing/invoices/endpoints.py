@@ -64,11 +64,18 @@ async def upcoming_invoice(
     response_class=Response,
     responses={200: {"content": {"application/pdf": {}}, "description": "The invoice as a PDF"}},
 )
-async def invoice_pdf(invoice_id: uuid.UUID, identity: OrgReader, session: SessionDep) -> Response:
-    """The issued invoice as a PDF document."""
+async def invoice_pdf(
+    invoice_id: uuid.UUID, identity: OrgReader, session: SessionDep, request: Request
+) -> Response:
+    """The issued invoice as a PDF document: issuer, bill-to, lines and total."""
     assert identity.org_id is not None
-    invoice = await service.read_invoice(session, org_id=identity.org_id, invoice_id=invoice_id)
-    document = await asyncio.to_thread(render_invoice_pdf, invoice)  # CPU work off the loop
+    invoice, bill_to = await service.read_invoice_and_bill_to(
+        session, org_id=identity.org_id, invoice_id=invoice_id
+    )
+    settings: BillingSettings = request.app.state.settings
+    document = await asyncio.to_thread(  # CPU work off the loop
+        render_invoice_pdf, invoice, bill_to=bill_to, issuer=settings.invoice_issuer
+    )
     return Response(
         document,
         media_type="application/pdf",

@@ -1,33 +1,49 @@
-"""An issued invoice as a PDF (fpdf2): number, period, one row per line, total.
+"""An issued invoice as a PDF (fpdf2): issuer, bill-to, number, period, one row per line, total.
 
-fpdf2's built-in Helvetica covers Latin-1 only; any other character in a plan or line name is
-printed as "?" (embedding a Unicode font would add a font file to the image for this alone)."""
+Text is set in Noto Sans (invoices/pdf_font.py), embedded as a subset of the glyphs used, so a
+name or description prints as written in the scripts the font covers: Latin (with Latin
+Extended and Vietnamese), Greek and Cyrillic, and the common currency signs (€ £ ¥ ₹ ₽ ₩ ...).
+Text shaping is off: characters are drawn one by one, left to right, which these scripts need.
+Not covered: CJK, Arabic, Hebrew, Thai and other scripts (a character the font lacks prints as
+the font's blank .notdef glyph, never as "?", and fpdf2 logs a warning); right-to-left text and
+scripts that need shaping (Devanagari conjuncts) are not promised either.
+"""
 
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
-from tollgate_billing.invoices.schemas import InvoicePublic
+from tollgate_billing.invoices.pdf_font import FAMILY, font_files
+from tollgate_billing.invoices.schemas import BillTo, InvoicePublic
 from tollgate_billing.pricing.money import from_minor_units
-
-
-def _latin1(text: str) -> str:
-    return text.encode("latin-1", errors="replace").decode("latin-1")
 
 
 def _money(amount: int, currency: str) -> str:
     return f"{from_minor_units(amount, currency)} {currency}"
 
 
-def render_invoice_pdf(invoice: InvoicePublic, *, issuer: str = "Tollgate") -> bytes:
+def render_invoice_pdf(invoice: InvoicePublic, *, bill_to: BillTo, issuer: str) -> bytes:
     pdf = FPDF(format="A4")
+    for style, path in font_files().items():
+        pdf.add_font(FAMILY, style, path)
     pdf.set_title(f"Invoice {invoice.number}")
+    pdf.set_author(issuer)
     pdf.set_creator("Tollgate billing")
     pdf.add_page()
-    pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(
-        0, 10, _latin1(f"{issuer} - Invoice {invoice.number}"), new_x=XPos.LMARGIN, new_y=YPos.NEXT
-    )
-    pdf.set_font("Helvetica", size=10)
+
+    def line(text: str, *, height: float = 6) -> None:
+        pdf.cell(0, height, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+    pdf.set_font(FAMILY, "B", 16)
+    line(f"Invoice {invoice.number}", height=10)
+    pdf.set_font(FAMILY, size=10)
+    line(f"Issued by: {issuer}")
+    pdf.ln(2)
+    pdf.set_font(FAMILY, "B", 10)
+    line("Bill to:")
+    pdf.set_font(FAMILY, size=10)
+    line(bill_to.name)
+    line(f"Organisation: {bill_to.organization_id}")
+    pdf.ln(2)
     for label, value in (
         ("State", invoice.state),
         ("Plan", f"{invoice.plan} ({invoice.interval}ly)"),
@@ -35,22 +51,22 @@ def render_invoice_pdf(invoice: InvoicePublic, *, issuer: str = "Tollgate") -> b
         ("Issued", invoice.finalized_at.isoformat() if invoice.finalized_at else "-"),
         ("Currency", invoice.currency),
     ):
-        pdf.cell(0, 6, _latin1(f"{label}: {value}"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        line(f"{label}: {value}")
     pdf.ln(4)
     with pdf.table(
         col_widths=(95, 35, 20, 40), text_align=("LEFT", "RIGHT", "RIGHT", "RIGHT")
     ) as table:
-        table.row(("Description", "Quantity", "Kind", "Amount"))
-        for line in invoice.lines:
+        table.row(("Description", "Quantity", "Kind", f"Amount ({invoice.currency})"))
+        for invoice_line in invoice.lines:
             table.row(
                 (
-                    _latin1(line.description),
-                    "" if line.quantity is None else str(line.quantity),
-                    line.kind.replace("_", " "),
-                    _money(line.amount, invoice.currency),
+                    invoice_line.description,
+                    "" if invoice_line.quantity is None else str(invoice_line.quantity),
+                    invoice_line.kind.replace("_", " "),
+                    _money(invoice_line.amount, invoice.currency),
                 )
             )
     pdf.ln(4)
-    pdf.set_font("Helvetica", "B", 12)
+    pdf.set_font(FAMILY, "B", 12)
     pdf.cell(0, 8, f"Total: {_money(invoice.total, invoice.currency)}", align="R")
     return bytes(pdf.output())

@@ -48,6 +48,13 @@ class InvoicePublic(BaseModel):
     )
 
 
+class BillTo(BaseModel):
+    """Whom an invoice is billed to: its customer (the organisation)."""
+
+    name: str
+    organization_id: uuid.UUID
+
+
 class InvoiceSummary(BaseModel):
     id: uuid.UUID
     number: str

@@ -24,6 +24,7 @@ from tollgate_billing.invoices.metering_usage import MeteringUsageClient, Period
 from tollgate_billing.invoices.models import Invoice, InvoiceLine, InvoiceLineKind, InvoiceState
 from tollgate_billing.invoices.repository import InvoiceRepository
 from tollgate_billing.invoices.schemas import (
+    BillTo,
     InvoiceLinePublic,
     InvoicePage,
     InvoicePublic,
@@ -289,6 +290,17 @@ async def read_invoice(
 ) -> InvoicePublic:
     invoice = await get_invoice(session, org_id=org_id, invoice_id=invoice_id)
     return invoice_view(invoice, await InvoiceRepository(session).lines_of(invoice.id))
+
+
+async def read_invoice_and_bill_to(
+    session: AsyncSession, *, org_id: uuid.UUID, invoice_id: uuid.UUID
+) -> tuple[InvoicePublic, BillTo]:
+    """An issued invoice of the organisation and its customer, for the PDF."""
+    invoice = await get_invoice(session, org_id=org_id, invoice_id=invoice_id)
+    customer = await CustomerRepository(session).get(invoice.customer_id)
+    assert customer is not None  # a foreign key; customers are never deleted
+    view = invoice_view(invoice, await InvoiceRepository(session).lines_of(invoice.id))
+    return view, BillTo(name=customer.name, organization_id=customer.org_id)
 
 
 async def list_invoices(
