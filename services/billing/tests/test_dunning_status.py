@@ -30,9 +30,7 @@ async def _fail(db, invoice_id, now, reference="r1") -> None:
         )
 
 
-async def test_a_plan_change_to_a_plan_with_a_trial_does_not_lift_a_suspension(
-    client, db, acme
-):
+async def test_a_plan_change_to_a_plan_with_a_trial_does_not_lift_a_suspension(client, db, acme):
     now = datetime.now(UTC)
     await new_subscription(db, org_id=acme.org_id, plan="free", now=now - timedelta(days=2))
     invoice_id = await open_invoice(db, org_id=acme.org_id, now=now)
