@@ -12,7 +12,7 @@ from tollgate_billing.subscriptions.schemas import Moment
 from tollgate_billing.subscriptions.service import change_plan
 
 from .payment_helpers import invoice_row, open_invoice, status_of
-from .subscription_helpers import load, new_subscription
+from .subscription_helpers import load, new_subscription, pending_items
 
 CHANGE = "/v1/billing/subscription/change"
 SECOND = timedelta(seconds=1)
@@ -133,3 +133,39 @@ async def test_paying_after_a_cancel_leaves_the_subscription_canceled(client, db
         await mark_paid(session, invoice_id=invoice_id, now=now + SECOND)
     async with db() as session:
         assert await status_of(session, acme.org_id) == "canceled"
+
+
+async def test_a_trial_hidden_by_past_due_is_neither_credited_nor_charged(client, db, acme):
+    """A trial costs nothing: canceling it, or moving to another paid plan, while an older
+    invoice's payment failed gives no credit for the unpaid trial and charges no proration."""
+    start = datetime.now(UTC) - timedelta(days=2)
+    await new_subscription(db, org_id=acme.org_id, plan="free", now=start)
+    async with db() as session, session.begin():
+        subscription = await load(session, acme.org_id)
+        await change_plan(
+            session,
+            subscription=subscription,
+            plan_key="pro",
+            interval=None,
+            at=Moment.NOW,
+            now=start,
+            default_plan="free",
+        )
+    now = start + timedelta(days=1)
+    invoice_id = await open_invoice(db, org_id=acme.org_id, now=now)
+    await _fail(db, invoice_id, now)
+    async with db() as session:
+        assert await status_of(session, acme.org_id) == "past_due"
+        before = await pending_items(session, acme.org_id)
+
+    changed = await client.post(
+        CHANGE, json={"plan": "enterprise", "at": "now"}, headers=acme.user("org_admin")
+    )
+    assert changed.status_code == 200, changed.text
+    canceled = await client.post(
+        "/v1/billing/subscription/cancel", json={"at": "now"}, headers=acme.user("org_admin")
+    )
+    assert canceled.status_code == 200, canceled.text
+    async with db() as session:
+        assert await pending_items(session, acme.org_id) == before
+        assert await status_of(session, acme.org_id) == "past_due"

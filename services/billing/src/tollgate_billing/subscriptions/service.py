@@ -22,6 +22,7 @@ from tollgate_billing.subscriptions.models import (
     PendingInvoiceItem,
     Status,
     Subscription,
+    in_trial,
 )
 from tollgate_billing.subscriptions.periods import period_bounds, whole_second
 from tollgate_billing.subscriptions.proration import fee_of, remaining_charge, unused_credit
@@ -263,16 +264,6 @@ async def set_payment_status(
     return True
 
 
-def in_trial(subscription: Subscription) -> bool:
-    """Whether the current period is the trial, whatever the status (past_due and suspended
-    hide trialing): the trial's period is the only one that ends at trial_end."""
-    return (
-        subscription.trial_end is not None
-        and subscription.period_number == 0
-        and subscription.current_period_end == subscription.trial_end
-    )
-
-
 def status_once_paid(subscription: Subscription, *, now: datetime) -> Status:
     """The status a past_due or suspended subscription goes back to once nothing is owed:
     trialing in its trial, canceled on the default plan after a cancel, else active."""
@@ -351,7 +342,7 @@ def _move(subscription: Subscription, target: Plan, interval: Interval, *, now: 
     The first paid plan starts its trial (if it has one); a paid plan during a trial keeps the
     trial; a free plan ends it. The same interval keeps the period, another one restarts it."""
     paid = (fee_of(target, interval) or 0) > 0
-    was_trialing = subscription.status == Status.TRIALING
+    was_trialing = subscription.status == Status.TRIALING or in_trial(subscription)
     # An organisation that owes a failed invoice stays past_due or suspended through a plan
     # change: only paying (or a void) lifts it (ADR 0020).
     owing = subscription.status in (Status.PAST_DUE, Status.SUSPENDED)
