@@ -3,6 +3,7 @@ suspension or past_due is lifted only by paying (or a void), and a trial still e
 
 from datetime import UTC, datetime, timedelta
 
+from tollgate_billing.invoices.repository import InvoiceRepository
 from tollgate_billing.invoices.service import mark_paid
 from tollgate_billing.payments.dunning import apply_dunning_action
 from tollgate_billing.payments.models import DunningAction
@@ -50,6 +51,11 @@ async def test_a_plan_change_to_a_plan_with_a_trial_does_not_lift_a_suspension(c
     async with db() as session:
         # Still owes: the gateway must keep refusing its calls until it pays.
         assert await status_of(session, acme.org_id) == "suspended"
+        # The trial it started is still free: its period bills no base fee.
+        subscription = await load(session, acme.org_id)
+        draft = await InvoiceRepository(session).running_draft(subscription.id)
+        assert draft is not None and draft.plan_key == "pro"
+        assert draft.base_fee_due is False
 
 
 async def test_past_due_stays_past_due_through_a_plan_change(client, db, acme):
