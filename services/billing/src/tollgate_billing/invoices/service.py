@@ -38,7 +38,7 @@ from tollgate_billing.pricing.money import exact_arithmetic, from_minor_units, t
 from tollgate_billing.subscriptions.models import Interval, PendingInvoiceItem, Status
 from tollgate_billing.subscriptions.proration import fee_of
 from tollgate_billing.subscriptions.repository import SubscriptionRepository
-from tollgate_billing.subscriptions.service import set_payment_status
+from tollgate_billing.subscriptions.service import set_payment_status, status_once_paid
 from tollgate_shared.errors import ConflictError, NotFoundError
 from tollgate_shared.pagination import Cursor, PageParams
 
@@ -395,7 +395,12 @@ async def _end_dunning(session: AsyncSession, invoice: Invoice, *, now: datetime
         and subscription.status in (Status.PAST_DUE, Status.SUSPENDED)
         and not await InvoiceRepository(session).has_failed_open(subscription.id)
     ):
-        await set_payment_status(session, subscription=subscription, status=Status.ACTIVE, now=now)
+        await set_payment_status(
+            session,
+            subscription=subscription,
+            status=status_once_paid(subscription, now=now),
+            now=now,
+        )
 
 
 async def void_invoice(session: AsyncSession, *, invoice_id: uuid.UUID, now: datetime) -> Invoice:

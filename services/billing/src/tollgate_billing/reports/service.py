@@ -78,6 +78,9 @@ def parse_month(value: str, *, name: str) -> date:
         parsed = datetime.strptime(value, "%Y-%m")
     except ValueError as error:
         raise BadRequestError(f"'{name}' must be a month as YYYY-MM, e.g. 2026-11.") from error
+    # Room for the month after and the eleven before (the default range) in the calendar.
+    if not 1970 <= parsed.year <= 9998:
+        raise BadRequestError(f"'{name}' must be a month between 1970-01 and 9998-12.")
     return parsed.date()
 
 

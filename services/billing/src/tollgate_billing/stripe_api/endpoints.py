@@ -45,5 +45,8 @@ async def checkout_for(request: Request, *, org_id: uuid.UUID) -> CheckoutSessio
         return await start_setup_checkout(
             sessionmaker, client, request.app.state.settings, org_id=org_id
         )
-    except stripe.APIConnectionError as error:
-        raise StripeUnavailableError("Stripe could not be reached; try again.") from error
+    except stripe.StripeError as error:
+        # Unreachable, or an error of Stripe's own (a 5xx, rate limited): nothing was made here.
+        raise StripeUnavailableError(
+            f"Stripe could not start the checkout now ({type(error).__name__}); try again."
+        ) from error

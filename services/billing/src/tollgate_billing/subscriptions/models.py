@@ -85,3 +85,13 @@ class PendingInvoiceItem(SQLModel, table=True):
     created_at: datetime = timestamp_field(default_now=True)
     invoiced_at: datetime | None = timestamp_field(nullable=True)
     invoice_id: uuid.UUID | None = None
+
+
+def in_trial(subscription: Subscription) -> bool:
+    """Whether the current period is the trial, whatever the status (past_due and suspended
+    hide trialing): the trial's period is the only one that ends at trial_end."""
+    return (
+        subscription.trial_end is not None
+        and subscription.period_number == 0
+        and subscription.current_period_end == subscription.trial_end
+    )

@@ -11,6 +11,7 @@ from tollgate_billing.subscriptions.models import (
     PendingInvoiceItem,
     PendingInvoiceItemKind,
     Subscription,
+    in_trial,
 )
 
 
@@ -26,7 +27,8 @@ def unused_credit(
     """The credit for [now, period end) of the fee paid for the current period; None when
     there is nothing to give back (free plan, trial, nothing left)."""
     fee = fee_of(plan, Interval(subscription.interval)) or 0
-    if fee == 0 or subscription.status == "trialing":
+    # A trial is free, whatever the status (past_due or suspended hide trialing).
+    if fee == 0 or subscription.status == "trialing" or in_trial(subscription):
         return None
     start, end = subscription.current_period_start, subscription.current_period_end
     amount = prorate(fee, period_fraction(period_start=start, period_end=end, start=now, end=end))
@@ -51,7 +53,8 @@ def remaining_charge(
     """The charge for [now, period end) at the new plan's fee, the subscription already on the
     new plan, interval and period; None when nothing is due."""
     fee = fee_of(plan, Interval(subscription.interval)) or 0
-    if fee == 0 or subscription.status == "trialing":
+    # A trial is free, whatever the status (past_due or suspended hide trialing).
+    if fee == 0 or subscription.status == "trialing" or in_trial(subscription):
         return None
     start, end = subscription.current_period_start, subscription.current_period_end
     amount = prorate(fee, period_fraction(period_start=start, period_end=end, start=now, end=end))

@@ -22,6 +22,7 @@ from tollgate_billing.subscriptions.models import (
     PendingInvoiceItem,
     Status,
     Subscription,
+    in_trial,
 )
 from tollgate_billing.subscriptions.periods import period_bounds, whole_second
 from tollgate_billing.subscriptions.proration import fee_of, remaining_charge, unused_credit
@@ -217,8 +218,9 @@ async def roll_forward(
             await track_period(session, subscription=subscription, plan=default, base_fee_due=True)
             event = BillingEvent.SUBSCRIPTION_CANCELED
             continue
-        trial_ended = subscription.status == Status.TRIALING
-        if trial_ended:
+        # A trial that went past_due or suspended (an older invoice failed) still ends here.
+        trial_ended = subscription.status == Status.TRIALING or in_trial(subscription)
+        if subscription.status == Status.TRIALING:
             subscription.status = Status.ACTIVE.value
         if subscription.scheduled_plan_key and subscription.scheduled_interval:
             target = await _plan(session, subscription.scheduled_plan_key)
@@ -260,6 +262,16 @@ async def set_payment_status(
     plan = await _plan(session, subscription.plan_key)
     await _changed(session, subscription, plan, BillingEvent.SUBSCRIPTION_UPDATED, now=now)
     return True
+
+
+def status_once_paid(subscription: Subscription, *, now: datetime) -> Status:
+    """The status a past_due or suspended subscription goes back to once nothing is owed:
+    trialing in its trial, canceled on the default plan after a cancel, else active."""
+    if in_trial(subscription) and now < subscription.current_period_end:
+        return Status.TRIALING
+    if subscription.canceled_at is not None:
+        return Status.CANCELED
+    return Status.ACTIVE
 
 
 async def downgrade_unpaid(
@@ -330,14 +342,18 @@ def _move(subscription: Subscription, target: Plan, interval: Interval, *, now: 
     The first paid plan starts its trial (if it has one); a paid plan during a trial keeps the
     trial; a free plan ends it. The same interval keeps the period, another one restarts it."""
     paid = (fee_of(target, interval) or 0) > 0
-    was_trialing = subscription.status == Status.TRIALING
+    was_trialing = subscription.status == Status.TRIALING or in_trial(subscription)
+    # An organisation that owes a failed invoice stays past_due or suspended through a plan
+    # change: only paying (or a void) lifts it (ADR 0020).
+    owing = subscription.status in (Status.PAST_DUE, Status.SUSPENDED)
     interval_changed = interval != subscription.interval
     subscription.plan_key, subscription.interval = target.key, interval.value
     subscription.canceled_at = None
     if paid and was_trialing:
         return  # the trial, and its period, go on
     if paid and not subscription.trial_used and target.trial_days > 0:
-        subscription.status = Status.TRIALING.value
+        if not owing:
+            subscription.status = Status.TRIALING.value
         subscription.trial_used = True
         subscription.trial_end = now + timedelta(days=target.trial_days)
         subscription.anchor_at = subscription.current_period_start = now
