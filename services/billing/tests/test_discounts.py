@@ -88,6 +88,18 @@ async def test_a_fixed_amount_in_another_currency_is_not_applied(
     assert (await client.get(REDEEM, headers=acme.user())).json()["periods_left"] == 1
 
 
+async def test_an_invoice_of_nothing_spends_no_period(
+    client, db, billing_app, metering, acme, operator
+):
+    """A trial's $0 invoice (here: a free plan's) leaves a once code for the first one owed."""
+    await ended_period(db, acme, "free")
+    welcome = await code(client, operator, percent="20")
+    await redeem(client, acme, welcome["code"])
+    lines, total = await invoice_lines(client, db, billing_app, acme, END + GRACE)
+    assert ("discount" not in [kind for kind, _ in lines], total) == (True, 0)
+    assert (await client.get(REDEEM, headers=acme.user())).json()["periods_left"] == 1
+
+
 async def test_once_repeating_and_forever_over_three_closes(
     client, db, billing_app, metering, acme, operator
 ):

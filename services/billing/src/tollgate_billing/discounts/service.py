@@ -232,6 +232,10 @@ async def discount_for_invoice(
     currency: str,
     lock: bool,
 ) -> AppliedDiscount | None:
+    if subtotal <= 0:
+        # Nothing to take off (a trial's period, credits): the discount waits for an invoice
+        # that owes something, so a "once" code redeemed with a trial is not spent on $0.
+        return None
     running = await running_redemption(session, customer_id, for_update=lock)
     if running is None:
         return None
