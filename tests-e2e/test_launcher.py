@@ -31,10 +31,11 @@ def test_banner_curl_lines_work(stack):
         body, status = result.stdout.rsplit("\n", 1)
         assert status == "200", line
         answers.append(body)
-    hello, limits, entitlements = answers
+    hello, limits, entitlements, billing = answers
     assert stack.demo.organization_id in hello
     assert '"org-hour"' in limits
     assert '"meter":"api_requests"' in entitlements
+    assert '"subscription":{' in billing
 
 
 def test_restart_keeps_data(tmp_path: Path):

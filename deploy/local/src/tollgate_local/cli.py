@@ -36,6 +36,7 @@ Try it:
   curl -H "Authorization: Bearer {info.demo.api_key}" {info.gateway_url}/api/demo/hello
   curl -H "Authorization: Bearer {info.demo.api_key}" {info.gateway_url}/v1/limits
   curl -H "Authorization: Bearer {info.demo.api_key}" {info.gateway_url}/v1/entitlements
+  curl -H "Authorization: Bearer {info.demo.api_key}" {info.gateway_url}/v1/billing/info
 
 Platform super admin: {info.superadmin_email} / {info.superadmin_password}
 """
