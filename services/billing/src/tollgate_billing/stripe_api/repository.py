@@ -44,14 +44,21 @@ class StripeRepository:
 
     async def add_customer(self, customer_id: uuid.UUID, stripe_customer_id: str) -> str:
         """Record the Stripe customer; the one already recorded wins (two replicas asked Stripe
-        with the same Idempotency-Key, so it is the same customer anyway)."""
+        with the same Idempotency-Key, so it is the same customer anyway).
+
+        DO NOTHING on any unique conflict, not only customer_id's: two transactions inserting
+        the same row at once can meet on the stripe_customer_id index first, and PostgreSQL
+        raises a unique violation for a conflict outside the ON CONFLICT target."""
         await self.session.execute(
             insert(StripeCustomer)
             .values(customer_id=customer_id, stripe_customer_id=stripe_customer_id)
-            .on_conflict_do_nothing(index_elements=["customer_id"])
+            .on_conflict_do_nothing()
         )
         stored = await self.stripe_customer_of(customer_id)
-        assert stored is not None
+        if stored is None:
+            raise LookupError(
+                f"Stripe customer {stripe_customer_id} is recorded for another customer"
+            )
         return stored
 
     async def product_of(self, plan_key: str) -> str | None:
@@ -62,7 +69,7 @@ class StripeRepository:
         await self.session.execute(
             insert(StripeProduct)
             .values(plan_key=plan_key, stripe_product_id=stripe_product_id)
-            .on_conflict_do_nothing(index_elements=["plan_key"])
+            .on_conflict_do_nothing()  # any unique conflict: see add_customer
         )
 
     async def has_plan(self, stripe_plan_id: str) -> bool:
@@ -72,7 +79,7 @@ class StripeRepository:
         await self.session.execute(
             insert(StripePlan)
             .values(plan.model_dump())
-            .on_conflict_do_nothing(index_elements=["stripe_plan_id"])
+            .on_conflict_do_nothing()  # any unique conflict: see add_customer
         )
 
     async def stripe_invoice_of(self, invoice_id: uuid.UUID) -> str | None:
@@ -91,5 +98,5 @@ class StripeRepository:
         await self.session.execute(
             insert(StripeInvoice)
             .values(invoice_id=invoice_id, stripe_invoice_id=stripe_invoice_id)
-            .on_conflict_do_nothing(index_elements=["invoice_id"])
+            .on_conflict_do_nothing()  # any unique conflict: see add_customer
         )
