@@ -2,12 +2,15 @@
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
+import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from tollgate_billing.customers.models import Customer
+from tollgate_billing.invoices.models import Invoice, InvoiceState
 from tollgate_billing.stripe_api.models import (
     StripeCustomer,
     StripeInvoice,
@@ -99,4 +102,29 @@ class StripeRepository:
             insert(StripeInvoice)
             .values(invoice_id=invoice_id, stripe_invoice_id=stripe_invoice_id)
             .on_conflict_do_nothing()  # any unique conflict: see add_customer
+        )
+
+    async def invoices_to_close(self, *, limit: int) -> Sequence[tuple[uuid.UUID, str, str]]:
+        """(invoice id, Stripe invoice id, our state) of pushed invoices void or uncollectible
+        here whose state Stripe was not yet made to follow."""
+        closed = (InvoiceState.VOID.value, InvoiceState.UNCOLLECTIBLE.value)
+        result = await self.session.execute(
+            select(
+                col(StripeInvoice.invoice_id),
+                col(StripeInvoice.stripe_invoice_id),
+                col(Invoice.state),
+            )
+            .join(Invoice, col(Invoice.id) == col(StripeInvoice.invoice_id))
+            .where(col(Invoice.state).in_(closed))
+            .where(col(StripeInvoice.sent_state).is_distinct_from(col(Invoice.state)))
+            .order_by(col(StripeInvoice.created_at), col(StripeInvoice.invoice_id))
+            .limit(limit)
+        )
+        return [(row[0], row[1], row[2]) for row in result.all()]
+
+    async def record_sent(self, invoice_id: uuid.UUID, state: str, *, now: datetime) -> None:
+        await self.session.execute(
+            sa.update(StripeInvoice)
+            .where(col(StripeInvoice.invoice_id) == invoice_id)
+            .values(sent_state=state, sent_at=now)
         )
