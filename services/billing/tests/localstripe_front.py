@@ -20,6 +20,15 @@ Stripe's real behaviour emulated here (localstripe 1.15.10 lacks it):
   the SetupIntent confirmed and the method attached to the customer, and
   checkout.session.completed is sent.
 - attempt_count counts the payment attempts (localstripe says 1 from the creation on).
+- POST /v1/invoices/{id}/void: an open or uncollectible invoice becomes void (its unpaid
+  payment intent canceled); a paid, void or draft one is a 400 invalid_request_error (Stripe
+  deletes drafts instead). localstripe's own void accepts drafts and fails on an invoice never
+  tried (no payment intent to cancel).
+- POST /v1/invoices/{id}/mark_uncollectible (localstripe lacks it): an open invoice becomes
+  uncollectible (status "uncollectible"); anything else is a 400. It can still be paid (Stripe
+  allows it: the customer pays late) or voided.
+  Not emulated: the invoice.voided / invoice.marked_uncollectible events Stripe sends (billing
+  ignores them) and status_transitions.marked_uncollectible_at.
 
 Test controls (not Stripe; under /_config/ like localstripe's own): GET /_config/front/requests
 lists every /v1 request (method, path, Idempotency-Key); POST /_config/front/delay
@@ -186,8 +195,56 @@ async def finalize_invoice(request: web.Request) -> web.Response:
     return _export(invoice)
 
 
+# An invoice marked uncollectible (localstripe knows no such status): "uncollectible" while it
+# would otherwise be open.
+_localstripe_status = resources.Invoice.status
+
+
+def _status_with_uncollectible(invoice: Any) -> str:
+    status: str = _localstripe_status.fget(invoice)
+    if status == "open" and getattr(invoice, "_front_uncollectible", False):
+        return "uncollectible"
+    return status
+
+
+resources.Invoice.status = property(_status_with_uncollectible)
+
+
+def _invalid(message: str) -> UserError:
+    return UserError(400, message)
+
+
+async def void_invoice(request: web.Request) -> web.Response:
+    invoice = resources.Invoice._api_retrieve(request.match_info["id"])
+    if invoice.status not in ("open", "uncollectible"):
+        raise _invalid(f"You can only void open or uncollectible invoices ({invoice.status}).")
+    if invoice.payment_intent:
+        intent = resources.PaymentIntent._api_retrieve(invoice.payment_intent)
+        if intent.status != "canceled":
+            resources.PaymentIntent._api_cancel(intent.id)
+    invoice._front_uncollectible = False
+    invoice._voided = True
+    invoice.status_transitions["voided_at"] = int(time.time())
+    return _export(invoice)
+
+
+async def mark_uncollectible(request: web.Request) -> web.Response:
+    invoice = resources.Invoice._api_retrieve(request.match_info["id"])
+    if invoice.status != "open":
+        raise _invalid(f"You can only mark open invoices uncollectible ({invoice.status}).")
+    invoice._front_uncollectible = True
+    return _export(invoice)
+
+
 async def pay_invoice(request: web.Request) -> web.Response:
-    invoice = resources.Invoice._api_pay_invoice(request.match_info["id"])
+    marked = resources.Invoice._api_retrieve(request.match_info["id"])
+    was_uncollectible = marked.status == "uncollectible"
+    marked._front_uncollectible = False  # Stripe takes a late payment of one
+    try:
+        invoice = resources.Invoice._api_pay_invoice(request.match_info["id"])
+    except UserError:
+        marked._front_uncollectible = was_uncollectible
+        raise
     # Stripe counts every attempt (localstripe says 1 from the invoice's creation on).
     invoice._front_attempts = getattr(invoice, "_front_attempts", 0) + 1
     invoice.attempt_count = invoice._front_attempts
@@ -195,6 +252,7 @@ async def pay_invoice(request: web.Request) -> web.Response:
         return _export(invoice)
     # Declined: Stripe tells the webhooks and answers a card error.
     invoice._on_payment_failure_now()
+    invoice._front_uncollectible = was_uncollectible
     payment = resources.PaymentIntent._api_retrieve(invoice.payment_intent)
     error = payment.last_payment_error or {}
     raise UserError(
@@ -315,6 +373,8 @@ def build_app() -> web.Application:
     app.router.add_post("/v1/invoices", create_invoice)
     app.router.add_post("/v1/invoices/{id}/finalize", finalize_invoice)
     app.router.add_post("/v1/invoices/{id}/pay", pay_invoice)
+    app.router.add_post("/v1/invoices/{id}/void", void_invoice)
+    app.router.add_post("/v1/invoices/{id}/mark_uncollectible", mark_uncollectible)
     app.router.add_post("/v1/checkout/sessions", create_checkout_session)
     app.router.add_get("/v1/checkout/sessions/{id}", retrieve_checkout_session)
     app.router.add_post("/_config/front/checkout/{id}/complete", complete_checkout_session)

@@ -1,6 +1,7 @@
 """Invoices pushed to Stripe and collected there (localstripe behind the test front), the
 payment method from a Checkout Session, and Stripe being off."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -287,3 +288,33 @@ async def test_stripe_unreachable_is_503_and_records_nothing(
     async with sessions() as session:
         assert (await invoice_row(session, invoice_id)).state == "open"
         assert await attempts(session, invoice_id) == []
+
+
+async def test_two_pushes_of_one_customer_at_once_each_take_only_their_own_items(
+    stripe_app, localstripe
+):
+    """The collection job and the customer's POST .../pay push two invoices of one customer at
+    the same moment: without one push at a time per customer, Stripe would put both invoices'
+    pending items on whichever invoice it makes first, and both would fail the total check."""
+    sessions, client = stripe_app.state.sessionmaker, stripe_app.state.stripe
+    org_id = await new_subscription(sessions, now=NOW)
+    first_id = await open_invoice_with_lines(sessions, org_id=org_id, now=NOW)
+    second_id = await open_invoice_with_lines(
+        sessions, org_id=org_id, now=NOW, period_start=datetime(2020, 2, 1, tzinfo=UTC)
+    )
+    first = await load_issued(sessions, first_id)
+    second = await load_issued(sessions, second_id)
+    assert first is not None and second is not None
+    await ensure_stripe_customer(sessions, client, customer_id=first[0].customer_id)
+
+    pushed = await asyncio.gather(
+        push_invoice(sessions, client, invoice=first[0], lines=first[1]),
+        push_invoice(sessions, client, invoice=second[0], lines=second[1]),
+    )
+
+    for stripe_invoice, (invoice, _) in zip(pushed, (first, second), strict=True):
+        assert stripe_invoice.subtotal == invoice.total
+        stored = await localstripe.client().v1.invoices.retrieve_async(stripe_invoice.id)
+        owners = {metadata_of(line)["tollgate_invoice_id"] for line in stored.lines.data}
+        assert owners == {str(invoice.id)}
+        assert len(stored.lines.data) == len(STRIPE_TEST_LINES)

@@ -204,3 +204,23 @@ async def test_stripe_refusing_one_customer_does_not_stop_the_others(stripe_app,
     async with sessions() as session:
         assert await StripeRepository(session).stripe_customer_of(customer_id) is None
     assert await sync_customers(sessions, stripe_app.state.stripe) >= 1
+
+
+async def test_replicas_recording_the_same_stripe_customer_at_once_all_succeed(stripe_app):
+    """Two replicas' syncs got the same Stripe customer (same Idempotency-Key) and insert the
+    same row at the same moment. PostgreSQL raised a unique violation on stripe_customer_id
+    when the race met that index before customer_id's (the ON CONFLICT target): the flaky
+    failure of the test above. Many rounds of eight at once, so the race shows if it is back."""
+    sessions = stripe_app.state.sessionmaker
+
+    async def record(customer_id: uuid.UUID, stripe_id: str) -> str:
+        async with sessions() as session, session.begin():
+            return await StripeRepository(session).add_customer(customer_id, stripe_id)
+
+    for _ in range(100):
+        customer_id = await customer_id_of(stripe_app, await new_subscription(sessions, now=NOW))
+        stripe_id = f"cus_{uuid.uuid4().hex[:14]}"
+
+        stored = await asyncio.gather(*(record(customer_id, stripe_id) for _ in range(8)))
+
+        assert stored == [stripe_id] * 8

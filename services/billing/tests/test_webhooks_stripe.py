@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 
 from tollgate_billing.stripe_api.catalog import sync_catalog
 from tollgate_billing.stripe_api.customers import ensure_stripe_customer
@@ -282,3 +283,34 @@ async def test_a_subscription_tagged_with_another_org_cancels_nothing(
     assert response.json()["outcome"] == "ignored"
     assert await cancel_pending(stripe_app, acme) is False
     assert await cancel_pending(stripe_app, globex) is False
+
+
+async def test_an_event_whose_object_was_deleted_in_stripe_is_ignored_not_retried(
+    stripe_app, stripe_client, localstripe
+):
+    """Re-reading the object answers 404 resource_missing: nothing can ever be applied, so the
+    event is stored as ignored with 200 (a 503 would make Stripe redeliver it for days)."""
+    gone = f"in_{uuid.uuid4().hex[:14]}"
+    event = {
+        "id": f"evt_{uuid.uuid4().hex[:14]}",
+        "object": "event",
+        "type": "invoice.payment_succeeded",
+        "created": int(time.time()),
+        "data": {"object": {"id": gone, "object": "invoice", "status": "paid"}},
+    }
+
+    with capture_logs() as logged:
+        first = await deliver(stripe_client, localstripe, event)
+    again = await deliver(stripe_client, localstripe, event)
+
+    assert first.status_code == 200, first.text
+    assert [
+        (entry["log_level"], entry["object_id"])
+        for entry in logged
+        if entry["event"] == "stripe event's object is gone, ignored"
+    ] == [("warning", gone)]
+    assert first.json()["outcome"] == "ignored"
+    assert again.json()["outcome"] == "duplicate"
+    assert await stored_events(stripe_app, event["id"]) == [
+        ("invoice.payment_succeeded", "ignored")
+    ]

@@ -31,8 +31,8 @@ from tollgate_billing.payments.endpoints import router as payments_router
 from tollgate_billing.payments.schedule import DunningSchedule, save_schedule
 from tollgate_billing.reports.endpoints import admin_router as reports_admin_router
 from tollgate_billing.stripe_api.client import stripe_client
-from tollgate_billing.stripe_api.customers import sync_customers_forever
 from tollgate_billing.stripe_api.endpoints import router as stripe_router
+from tollgate_billing.stripe_api.sync_loop import sync_stripe_forever
 from tollgate_billing.subscriptions.endpoints import router as subscription_router
 from tollgate_billing.subscriptions.roller import roll_periods_forever
 from tollgate_billing.webhooks.endpoints import router as webhooks_router
@@ -59,7 +59,7 @@ def create_app(settings: BillingSettings | None = None) -> FastAPI:
     def background(runtime: ServiceRuntime) -> list[Coroutine[Any, Any, None]]:
         stripe_tasks = (
             [
-                sync_customers_forever(
+                sync_stripe_forever(
                     runtime.sessionmaker,
                     stripe,
                     interval_seconds=settings.stripe_sync_interval_seconds,

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from tollgate_billing.auth import BillingAdmin, CatalogAdmin, OrgReader
 from tollgate_billing.config import BillingSettings
 from tollgate_billing.db_types import utcnow
+from tollgate_billing.invoices.models import InvoiceState
 from tollgate_billing.invoices.schemas import InvoicePublic
 from tollgate_billing.payments import service
 from tollgate_billing.payments.collection import collect_due
@@ -88,10 +89,14 @@ async def list_payments(
     session: SessionDep,
     page: Annotated[PageParams, Depends(page_params)],
     outcome: Annotated[AttemptOutcome | None, Query()] = None,
+    invoice_state: Annotated[InvoiceState | None, Query()] = None,
 ) -> PaymentAttemptPage:
-    """Payment attempts of every organisation, newest first (cursor pagination);
-    ?outcome=failed lists the failed payments."""
-    return await service.list_attempts(session, outcome=outcome, page=page)
+    """Payment attempts of every organisation, newest first (cursor pagination), each with
+    its invoice's state now; ?outcome=failed lists the failed payments,
+    ?outcome=succeeded&invoice_state=void the payments of void invoices (money to give back)."""
+    return await service.list_attempts(
+        session, outcome=outcome, invoice_state=invoice_state, page=page
+    )
 
 
 @admin_router.post("/payments/collect", response_model=CollectionResult)

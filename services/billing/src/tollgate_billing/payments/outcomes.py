@@ -39,8 +39,10 @@ async def payment_succeeded(
     if not await _record(session, invoice, AttemptOutcome.SUCCEEDED, now, provider, reference):
         return invoice
     if invoice.state not in (InvoiceState.OPEN, InvoiceState.UNCOLLECTIBLE):
-        # Paid twice, or a void invoice paid: money to give back, an operator's matter.
-        logger.warning(
+        # Paid twice, or a void invoice paid (on Stripe's page before Stripe voided it): money
+        # to give back. The invoice stays as it is (a void invoice is never marked paid); the
+        # attempt is listed in GET /v1/billing/admin/payments?invoice_state=void.
+        logger.error(
             "payment for an invoice that was not owed",
             invoice_id=str(invoice.id),
             state=invoice.state,

@@ -41,19 +41,30 @@ class PaymentRepository:
         return (await self.session.execute(query)).scalars().all()
 
     async def page_by_outcome(
-        self, outcome: str | None, *, limit: int, before: tuple[datetime, uuid.UUID] | None
-    ) -> Sequence[PaymentAttempt]:
-        """Attempts of every organisation, newest first, after the cursor's (created_at, id)."""
-        query = select(PaymentAttempt)
+        self,
+        outcome: str | None,
+        *,
+        invoice_state: str | None = None,
+        limit: int,
+        before: tuple[datetime, uuid.UUID] | None,
+    ) -> Sequence[tuple[PaymentAttempt, str]]:
+        """Attempts of every organisation with their invoice's state, newest first, after the
+        cursor's (created_at, id)."""
+        query = select(PaymentAttempt, col(Invoice.state)).join(
+            Invoice, col(Invoice.id) == col(PaymentAttempt.invoice_id)
+        )
         if outcome is not None:
             query = query.where(col(PaymentAttempt.outcome) == outcome)
+        if invoice_state is not None:
+            query = query.where(col(Invoice.state) == invoice_state)
         if before is not None:
             query = query.where(
                 sa.tuple_(col(PaymentAttempt.created_at), col(PaymentAttempt.id))
                 < sa.tuple_(*before)
             )
         query = query.order_by(col(PaymentAttempt.created_at).desc(), col(PaymentAttempt.id).desc())
-        return (await self.session.execute(query.limit(limit))).scalars().all()
+        rows = (await self.session.execute(query.limit(limit))).all()
+        return [(row[0], row[1]) for row in rows]
 
     async def put_method(self, method: PaymentMethod) -> PaymentMethod:
         """The customer's method from now on, replacing any other in one statement (two

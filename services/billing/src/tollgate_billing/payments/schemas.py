@@ -67,6 +67,10 @@ class PaymentAttemptPublic(BaseModel):
     currency: str
     failure_reason: str | None
     attempt_number: int = Field(description="1 for the invoice's first attempt")
+    invoice_state: str = Field(
+        description="The invoice's state now: a succeeded attempt on a void (or twice on a "
+        "paid) invoice is money to give back"
+    )
     created_at: datetime
 
 

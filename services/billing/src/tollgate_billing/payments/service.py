@@ -128,7 +128,7 @@ async def pay_now(
     return paid
 
 
-def attempt_view(attempt: PaymentAttempt) -> PaymentAttemptPublic:
+def attempt_view(attempt: PaymentAttempt, invoice_state: str) -> PaymentAttemptPublic:
     return PaymentAttemptPublic(
         id=attempt.id,
         invoice_id=attempt.invoice_id,
@@ -141,23 +141,30 @@ def attempt_view(attempt: PaymentAttempt) -> PaymentAttemptPublic:
         currency=attempt.currency,
         failure_reason=attempt.failure_reason,
         attempt_number=attempt.attempt_number,
+        invoice_state=invoice_state,
         created_at=attempt.created_at,
     )
 
 
 async def list_attempts(
-    session: AsyncSession, *, outcome: AttemptOutcome | None, page: PageParams
+    session: AsyncSession,
+    *,
+    outcome: AttemptOutcome | None,
+    invoice_state: InvoiceState | None = None,
+    page: PageParams,
 ) -> PaymentAttemptPage:
     """Payment attempts of every organisation, newest first (cursor pagination)."""
     rows = await PaymentRepository(session).page_by_outcome(
         outcome.value if outcome else None,
+        invoice_state=invoice_state.value if invoice_state else None,
         limit=page.limit + 1,
         before=(page.cursor.created_at, page.cursor.id) if page.cursor else None,
     )
     next_cursor = None
     if len(rows) > page.limit:
-        last = rows[page.limit - 1]
+        last = rows[page.limit - 1][0]
         next_cursor = Cursor(created_at=last.created_at, id=last.id).encode()
     return PaymentAttemptPage(
-        items=[attempt_view(attempt) for attempt in rows[: page.limit]], next_cursor=next_cursor
+        items=[attempt_view(attempt, state) for attempt, state in rows[: page.limit]],
+        next_cursor=next_cursor,
     )

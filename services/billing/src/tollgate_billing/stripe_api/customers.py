@@ -1,7 +1,6 @@
 """Every billing customer gets a Stripe customer: a loop in every replica makes the missing
 ones, and whoever needs one first (an invoice push, a Checkout Session) makes it at once."""
 
-import asyncio
 import uuid
 
 import stripe
@@ -62,18 +61,3 @@ async def sync_customers(
                 "stripe customer not created", customer_id=str(customer_id), error=str(error)
             )
     return made
-
-
-async def sync_customers_forever(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    client: stripe.StripeClient,
-    *,
-    interval_seconds: float,
-) -> None:
-    while True:
-        try:
-            while await sync_customers(sessionmaker, client) == SYNC_BATCH:
-                pass  # a full batch: more may wait
-        except Exception:
-            logger.exception("stripe customer sync round failed")
-        await asyncio.sleep(interval_seconds)

@@ -18,6 +18,7 @@ from tollgate_billing.stripe_api.client import (
     metadata_of,
 )
 from tollgate_billing.stripe_api.customers import ensure_stripe_customer
+from tollgate_billing.stripe_api.push_lock import customer_push_lock
 from tollgate_billing.stripe_api.repository import StripeRepository
 from tollgate_shared.errors import ConflictError, ServiceUnavailableError
 
@@ -47,7 +48,20 @@ async def push_invoice(
     invoice: Invoice,
     lines: Sequence[InvoiceLine],
 ) -> stripe.Invoice:
-    """The issued invoice's Stripe invoice, finalized: made now unless it was pushed before."""
+    """The issued invoice's Stripe invoice, finalized: made now unless it was pushed before.
+    Pushes of one customer run one at a time (push_lock): Stripe would put one invoice's
+    pending items on the other."""
+    async with customer_push_lock(sessionmaker, invoice.customer_id):
+        return await _push(sessionmaker, client, invoice=invoice, lines=lines)
+
+
+async def _push(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    client: stripe.StripeClient,
+    *,
+    invoice: Invoice,
+    lines: Sequence[InvoiceLine],
+) -> stripe.Invoice:
     async with sessionmaker() as session:
         pushed = await StripeRepository(session).stripe_invoice_of(invoice.id)
     if pushed is None:

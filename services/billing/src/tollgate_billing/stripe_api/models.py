@@ -49,7 +49,8 @@ class StripePlan(SQLModel, table=True):
 
 
 class StripeInvoice(SQLModel, table=True):
-    """Our invoice pushed to Stripe: its items, the invoice, finalized."""
+    """Our invoice pushed to Stripe: its items, the invoice, finalized; and the state of ours
+    Stripe was last made to follow (migration 0009)."""
 
     __tablename__ = "stripe_invoices"
     __table_args__ = {"schema": SCHEMA}
@@ -57,3 +58,6 @@ class StripeInvoice(SQLModel, table=True):
     invoice_id: uuid.UUID = Field(foreign_key=f"{SCHEMA}.invoices.id", primary_key=True)
     stripe_invoice_id: str = Field(max_length=255, unique=True)
     created_at: datetime = timestamp_field(default_now=True)
+    # None: as pushed (open); "void" / "uncollectible": Stripe was told (or already said so).
+    sent_state: str | None = Field(default=None, max_length=16)
+    sent_at: datetime | None = timestamp_field(nullable=True)

@@ -2,12 +2,15 @@
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
+import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from tollgate_billing.customers.models import Customer
+from tollgate_billing.invoices.models import Invoice, InvoiceState
 from tollgate_billing.stripe_api.models import (
     StripeCustomer,
     StripeInvoice,
@@ -44,14 +47,21 @@ class StripeRepository:
 
     async def add_customer(self, customer_id: uuid.UUID, stripe_customer_id: str) -> str:
         """Record the Stripe customer; the one already recorded wins (two replicas asked Stripe
-        with the same Idempotency-Key, so it is the same customer anyway)."""
+        with the same Idempotency-Key, so it is the same customer anyway).
+
+        DO NOTHING on any unique conflict, not only customer_id's: two transactions inserting
+        the same row at once can meet on the stripe_customer_id index first, and PostgreSQL
+        raises a unique violation for a conflict outside the ON CONFLICT target."""
         await self.session.execute(
             insert(StripeCustomer)
             .values(customer_id=customer_id, stripe_customer_id=stripe_customer_id)
-            .on_conflict_do_nothing(index_elements=["customer_id"])
+            .on_conflict_do_nothing()
         )
         stored = await self.stripe_customer_of(customer_id)
-        assert stored is not None
+        if stored is None:
+            raise LookupError(
+                f"Stripe customer {stripe_customer_id} is recorded for another customer"
+            )
         return stored
 
     async def product_of(self, plan_key: str) -> str | None:
@@ -62,7 +72,7 @@ class StripeRepository:
         await self.session.execute(
             insert(StripeProduct)
             .values(plan_key=plan_key, stripe_product_id=stripe_product_id)
-            .on_conflict_do_nothing(index_elements=["plan_key"])
+            .on_conflict_do_nothing()  # any unique conflict: see add_customer
         )
 
     async def has_plan(self, stripe_plan_id: str) -> bool:
@@ -72,7 +82,7 @@ class StripeRepository:
         await self.session.execute(
             insert(StripePlan)
             .values(plan.model_dump())
-            .on_conflict_do_nothing(index_elements=["stripe_plan_id"])
+            .on_conflict_do_nothing()  # any unique conflict: see add_customer
         )
 
     async def stripe_invoice_of(self, invoice_id: uuid.UUID) -> str | None:
@@ -91,5 +101,30 @@ class StripeRepository:
         await self.session.execute(
             insert(StripeInvoice)
             .values(invoice_id=invoice_id, stripe_invoice_id=stripe_invoice_id)
-            .on_conflict_do_nothing(index_elements=["invoice_id"])
+            .on_conflict_do_nothing()  # any unique conflict: see add_customer
+        )
+
+    async def invoices_to_close(self, *, limit: int) -> Sequence[tuple[uuid.UUID, str, str]]:
+        """(invoice id, Stripe invoice id, our state) of pushed invoices void or uncollectible
+        here whose state Stripe was not yet made to follow."""
+        closed = (InvoiceState.VOID.value, InvoiceState.UNCOLLECTIBLE.value)
+        result = await self.session.execute(
+            select(
+                col(StripeInvoice.invoice_id),
+                col(StripeInvoice.stripe_invoice_id),
+                col(Invoice.state),
+            )
+            .join(Invoice, col(Invoice.id) == col(StripeInvoice.invoice_id))
+            .where(col(Invoice.state).in_(closed))
+            .where(col(StripeInvoice.sent_state).is_distinct_from(col(Invoice.state)))
+            .order_by(col(StripeInvoice.created_at), col(StripeInvoice.invoice_id))
+            .limit(limit)
+        )
+        return [(row[0], row[1], row[2]) for row in result.all()]
+
+    async def record_sent(self, invoice_id: uuid.UUID, state: str, *, now: datetime) -> None:
+        await self.session.execute(
+            sa.update(StripeInvoice)
+            .where(col(StripeInvoice.invoice_id) == invoice_id)
+            .values(sent_state=state, sent_at=now)
         )

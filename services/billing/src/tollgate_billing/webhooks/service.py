@@ -2,6 +2,7 @@
 the transaction of its effect."""
 
 import stripe
+import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -9,6 +10,8 @@ from tollgate_billing.webhooks.handlers import HANDLERS, WebhookContext
 from tollgate_billing.webhooks.repository import StripeEventRepository
 from tollgate_billing.webhooks.schemas import StripeEventObject, WebhookReceipt
 from tollgate_shared.errors import BadRequestError
+
+logger = structlog.get_logger(__name__)
 
 
 class SignatureInvalidError(BadRequestError):
@@ -50,7 +53,20 @@ async def receive_event(
         if await StripeEventRepository(session).seen(event.id):
             return WebhookReceipt(event_id=event.id, outcome="duplicate")
     handler = HANDLERS.get(event.type)
-    effect = await handler(event, context) if handler is not None else None
+    try:
+        effect = await handler(event, context) if handler is not None else None
+    except stripe.InvalidRequestError as error:
+        if not _object_gone(error):
+            raise  # another refusal: 503, Stripe delivers it again
+        # Deleted in Stripe since: nothing to apply, ever. Stored as ignored (200), so Stripe
+        # stops redelivering it for days.
+        logger.warning(
+            "stripe event's object is gone, ignored",
+            event_id=event.id,
+            type=event.type,
+            object_id=event.object.get("id"),
+        )
+        effect = None
     async with sessionmaker() as session, session.begin():
         repository = StripeEventRepository(session)
         stored = await repository.claim(event.id, event.type, now=context.now)
@@ -62,3 +78,9 @@ async def receive_event(
         return WebhookReceipt(
             event_id=event.id, outcome="applied" if stored.outcome == "applied" else "ignored"
         )
+
+
+def _object_gone(error: stripe.InvalidRequestError) -> bool:
+    """Stripe's 404 resource_missing: the event's object was deleted (localstripe answers a
+    404 without the code)."""
+    return error.http_status == 404 or error.code == "resource_missing"
