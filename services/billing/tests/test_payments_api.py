@@ -6,6 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tollgate_billing.invoices.service import InvoiceStateError, void_invoice
+from tollgate_billing.payments.service import pay_now
+
 from .conftest import assert_problem
 from .payment_helpers import attempts, invoice_row, open_invoice, status_of
 
@@ -54,6 +57,7 @@ async def test_each_test_card_has_its_fixed_outcome(client, db, acme, number, ou
         problem = assert_problem(response, 402, "payment-failed")
         assert problem["reason"] == outcome
         assert outcome in problem["detail"]
+        assert "PUT /v1/billing/payment-method" in problem["detail"]
         assert invoice.state == "open"
         assert recorded == [(1, "ledger", None, "failed", outcome)]
         assert status == "past_due"
@@ -210,3 +214,22 @@ async def test_the_operator_lists_failed_payments_across_orgs_newest_first(
     assert {"succeeded", "failed"} <= {item["outcome"] for item in everything.json()["items"]}
     assert_problem(await client.get(url, params={"outcome": "lost"}, headers=operator), 422)
     assert_problem(await client.get(url, headers=acme.user("org_admin")), 403)
+
+
+class VoidedMeanwhile:
+    """A provider that finds the invoice voided by an operator while the payment waited."""
+
+    provider = "ledger"
+
+    async def collect(self, sessionmaker, *, invoice_id, now) -> None:
+        async with sessionmaker() as session, session.begin():
+            await void_invoice(session, invoice_id=invoice_id, now=now)
+
+
+async def test_paying_an_invoice_that_ended_meanwhile_is_a_conflict_not_a_success(db, acme):
+    invoice_id = await open_invoice(db, org_id=acme.org_id, now=NOW)
+    with pytest.raises(InvoiceStateError) as raised:
+        await pay_now(
+            db, org_id=acme.org_id, invoice_id=invoice_id, collector=VoidedMeanwhile(), now=NOW
+        )
+    assert raised.value.extensions == {"state": "void"}

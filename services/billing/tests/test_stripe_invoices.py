@@ -246,6 +246,8 @@ async def test_the_customer_pays_now_through_stripe_or_hears_the_decline(
     )
     assert_problem(declined, 402)
     assert declined.json()["reason"] == "card_declined"
+    # With Stripe on, a new card is added on Stripe's page.
+    assert "POST /v1/billing/payment-method/checkout" in declined.json()["detail"]
 
     await add_card_through_checkout(stripe_client, localstripe, acme, GOOD_CARD)
     paid = await stripe_client.post(

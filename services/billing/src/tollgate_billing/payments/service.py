@@ -120,10 +120,19 @@ async def pay_now(
     failed = [attempt for attempt in latest if attempt.outcome == AttemptOutcome.FAILED]
     if paid.state == InvoiceState.OPEN and failed:
         reason = failed[-1].failure_reason
+        where = (
+            "PUT /v1/billing/payment-method"
+            if collector.provider == Provider.LEDGER
+            else "POST /v1/billing/payment-method/checkout"
+        )
         raise PaymentFailedError(
-            f"The payment failed ({reason}). Update the payment method "
-            "(PUT /v1/billing/payment-method) and pay again.",
+            f"The payment failed ({reason}). Update the payment method ({where}) and pay again.",
             reason=reason,
+        )
+    if paid.state not in (InvoiceState.OPEN, InvoiceState.PAID):
+        # Dunning ended it (uncollectible) or an operator voided it while this call waited.
+        raise invoices.InvoiceStateError(
+            f"The invoice became {paid.state} before it could be paid.", state=paid.state
         )
     return paid
 
