@@ -485,3 +485,56 @@ async def test_the_operator_can_run_the_period_close_now(
     ]
     second = await client.post("/v1/billing/admin/invoices/close-periods", headers=operator)
     assert invoice_id not in second.json()["finalized"]
+
+
+async def test_a_close_that_fails_midway_keeps_nothing_and_the_rerun_bills_once(
+    client, db, billing_app, metering, acme
+):
+    """A failure at the last step (taking the number, after the lines were written) rolls the
+    whole invoice back; the next round bills the period once, with the next number."""
+    await ended_period(db, acme, await metered_plan(db))
+    await metering.store(acme.org_id, ("api_requests", "k", START + timedelta(days=1), REQUEST))
+    async with db() as session, session.begin():
+        await session.execute(
+            sa.text(
+                "CREATE FUNCTION billing.fail_numbering() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN RAISE EXCEPTION 'crash while taking the number'; END $$"
+            )
+        )
+        await session.execute(
+            sa.text(
+                "CREATE TRIGGER crash BEFORE UPDATE ON billing.invoice_number_sequences"
+                " FOR EACH ROW EXECUTE FUNCTION billing.fail_numbering()"
+            )
+        )
+        last_number = await session.scalar(
+            sa.text("SELECT last_number FROM billing.invoice_number_sequences")
+        )
+    assert await close(db, billing_app, END + GRACE) == []
+
+    async def written() -> tuple:
+        async with db() as session:
+            row = (
+                await session.execute(
+                    sa.text(
+                        "SELECT i.state, i.number, count(l.id) FROM billing.invoices i"
+                        " LEFT JOIN billing.invoice_lines l ON l.invoice_id = i.id"
+                        " WHERE i.org_id = :org AND i.period_start = :start"
+                        " GROUP BY i.id"
+                    ),
+                    {"org": acme.org_id, "start": START},
+                )
+            ).one()
+            return tuple(row)
+
+    assert await written() == ("draft", None, 0)
+    async with db() as session, session.begin():
+        await session.execute(sa.text("DROP TRIGGER crash ON billing.invoice_number_sequences"))
+    [invoice_id] = await close(db, billing_app, END + GRACE)
+    assert await written() == ("open", f"INV-{last_number + 1:06d}", 2)
+    assert await close(db, billing_app, END + GRACE * 2) == []
+    invoice = (await client.get(f"/v1/billing/invoices/{invoice_id}", headers=acme.user())).json()
+    assert [(line["kind"], line["quantity"]) for line in invoice["lines"]] == [
+        ("base_fee", None),
+        ("metered", "1"),
+    ]
