@@ -17,6 +17,10 @@ class StripeCustomer(SQLModel, table=True):
     customer_id: uuid.UUID = Field(foreign_key=f"{SCHEMA}.customers.id", primary_key=True)
     stripe_customer_id: str = Field(max_length=255, unique=True)
     created_at: datetime = timestamp_field(default_now=True)
+    # The Checkout Session whose card is the method on file, and when Stripe made that card
+    # (migration 0011): the newest card wins, whatever order the webhooks arrive in.
+    checkout_session_id: str | None = Field(default=None, max_length=255)
+    checkout_method_created_at: datetime | None = timestamp_field(nullable=True)
 
 
 class StripeProduct(SQLModel, table=True):

@@ -3,6 +3,7 @@
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -21,6 +22,19 @@ from tollgate_billing.stripe_api.models import (
 )
 
 CUSTOMER_SYNC, INVOICE_SYNC = "customer", "invoice"
+
+
+class CheckoutOrder(NamedTuple):
+    """A completed Checkout Session and when Stripe made its card (when the customer confirmed
+    the page): of two sessions the newer is the one whose card is newer."""
+
+    method_created_at: datetime
+    session_id: str
+
+    def is_older_than(self, other: "CheckoutOrder") -> bool:
+        """Strictly older: Stripe's times are in seconds, and of two cards made in the same
+        second the one delivered last wins (as before the ordering)."""
+        return self.method_created_at < other.method_created_at
 
 
 class StripeRepository:
@@ -70,6 +84,35 @@ class StripeRepository:
                 f"Stripe customer {stripe_customer_id} is recorded for another customer"
             )
         return stored
+
+    async def newest_checkout_of(
+        self, stripe_customer_id: str, *, for_update: bool = False
+    ) -> CheckoutOrder | None:
+        """The Checkout Session whose card was last made the method on file (None: none yet);
+        for_update waits for and holds the row against another one being applied."""
+        query = select(StripeCustomer).where(
+            StripeCustomer.stripe_customer_id == stripe_customer_id
+        )
+        if for_update:
+            query = query.with_for_update()
+        row = (await self.session.execute(query)).scalars().first()
+        if row is None or row.checkout_session_id is None or row.checkout_method_created_at is None:
+            return None
+        return CheckoutOrder(row.checkout_method_created_at, row.checkout_session_id)
+
+    async def record_newest_checkout(self, stripe_customer_id: str, order: CheckoutOrder) -> None:
+        """Make the session the customer's newest, unless a newer one is recorded already."""
+        newest = await self.newest_checkout_of(stripe_customer_id, for_update=True)
+        if newest is not None and order.is_older_than(newest):
+            return
+        await self.session.execute(
+            sa.update(StripeCustomer)
+            .where(col(StripeCustomer.stripe_customer_id) == stripe_customer_id)
+            .values(
+                checkout_session_id=order.session_id,
+                checkout_method_created_at=order.method_created_at,
+            )
+        )
 
     async def product_of(self, plan_key: str) -> str | None:
         row = await self.session.get(StripeProduct, plan_key)
