@@ -393,6 +393,19 @@ class LocalStripe:
             )
             response.raise_for_status()
 
+    async def refuse(self, path: str, body_contains: str) -> None:
+        """From now on Stripe refuses (400) every POST to path whose form body contains the
+        text, until lift_refusals."""
+        async with httpx.AsyncClient(base_url=self.url) as http:
+            response = await http.post(
+                "/_config/front/refuse", json={"path": path, "body_contains": body_contains}
+            )
+            response.raise_for_status()
+
+    async def lift_refusals(self) -> None:
+        async with httpx.AsyncClient(base_url=self.url) as http:
+            (await http.delete("/_config/front/refuse")).raise_for_status()
+
     async def forget_idempotency_keys(self) -> None:
         """As Stripe does 24 hours after a key's first use."""
         async with httpx.AsyncClient(base_url=self.url) as http:

@@ -35,7 +35,11 @@ lists every /v1 request (method, path, Idempotency-Key); POST /_config/front/del
 {"path", "seconds"} holds the next response to that path that long (after the object is made),
 so a client times out and retries; GET /_config/front/webhook-deliveries lists the webhooks
 localstripe sent (event, URL, the answer's status and body); POST
-/_config/front/forget-idempotency-keys is Stripe's 24 hours passing (it keeps a key that long).
+/_config/front/forget-idempotency-keys is Stripe's 24 hours passing (it keeps a key that long);
+POST /_config/front/refuse {"path", "body_contains"} makes every later POST to that path whose
+form body contains the text answer what Stripe answers a request it will never accept (400
+invalid_request_error, code parameter_invalid_string), and DELETE /_config/front/refuse lifts
+every such rule: a customer or invoice Stripe refuses for good, without a real reason to make.
 """
 
 import argparse
@@ -76,6 +80,7 @@ class FrontState:
     running: dict[str, asyncio.Lock] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
+    refusals: list[tuple[str, str]] = field(default_factory=list)  # (path, body text)
 
 
 state = FrontState()
@@ -91,6 +96,26 @@ async def record_requests(request: web.Request, handler: Handler) -> web.StreamR
                 "idempotency_key": request.headers.get("Idempotency-Key"),
             }
         )
+    return await handler(request)
+
+
+@web.middleware
+async def refuse(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The test's refusal rules (POST /_config/front/refuse), before anything is made."""
+    if request.method == "POST" and state.refusals:
+        body = (await request.read()).decode("utf-8", "replace")
+        for path, text in state.refusals:
+            if request.path == path and text in body:
+                return web.json_response(
+                    {
+                        "error": {
+                            "type": "invalid_request_error",
+                            "code": "parameter_invalid_string",
+                            "message": "Refused by the test (a request Stripe never accepts).",
+                        }
+                    },
+                    status=400,
+                )
     return await handler(request)
 
 
@@ -353,6 +378,17 @@ async def list_deliveries(request: web.Request) -> web.Response:
     return web.json_response(state.deliveries)
 
 
+async def add_refusal(request: web.Request) -> web.Response:
+    body = await request.json()
+    state.refusals.append((body["path"], body.get("body_contains", "")))
+    return web.json_response({})
+
+
+async def clear_refusals(request: web.Request) -> web.Response:
+    state.refusals.clear()
+    return web.json_response({})
+
+
 async def delay_next(request: web.Request) -> web.Response:
     body = await request.json()
     state.delays[body["path"]] = float(body["seconds"])
@@ -363,6 +399,7 @@ def build_app() -> web.Application:
     app = web.Application(
         middlewares=[
             record_requests,
+            refuse,
             idempotency,
             server.error_middleware,
             server.auth_middleware,
@@ -382,6 +419,8 @@ def build_app() -> web.Application:
     app.router.add_get("/_config/front/webhook-deliveries", list_deliveries)
     app.router.add_post("/_config/front/delay", delay_next)
     app.router.add_post("/_config/front/forget-idempotency-keys", forget_keys)
+    app.router.add_post("/_config/front/refuse", add_refusal)
+    app.router.add_delete("/_config/front/refuse", clear_refusals)
     for route in server.app.router.routes():
         app.router.add_route(route.method, route.resource.canonical, route.handler)
     return app

@@ -60,6 +60,7 @@ def test_migrate_needs_only_the_database_url(new_database):
         "stripe_plans",
         "stripe_invoices",
         "stripe_events",
+        "stripe_sync_backoffs",
         "inbox",
         "outbox",
         "dead_letters",

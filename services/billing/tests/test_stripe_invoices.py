@@ -6,8 +6,10 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
 import stripe
 
+from tollgate_billing.customers.repository import CustomerRepository
 from tollgate_billing.payments.methods import current_payment_method
 from tollgate_billing.stripe_api.client import metadata_of
 from tollgate_billing.stripe_api.collector import StripeCollector
@@ -320,3 +322,116 @@ async def test_two_pushes_of_one_customer_at_once_each_take_only_their_own_items
         owners = {metadata_of(line)["tollgate_invoice_id"] for line in stored.lines.data}
         assert owners == {str(invoice.id)}
         assert len(stored.lines.data) == len(STRIPE_TEST_LINES)
+
+
+async def completed_checkouts(http, localstripe, org, cards: list[str]) -> list[dict]:
+    """Checkout Sessions started one after another, completed in the order of cards, a second
+    apart (Stripe's created times are in seconds); the checkout.session.completed of each."""
+    started = []
+    for _ in cards:
+        response = await http.post(
+            "/v1/billing/payment-method/checkout", headers=org.user("billing_admin")
+        )
+        assert response.status_code == 201, response.text
+        started.append(response.json()["id"])
+    events = []
+    for position, (session_id, card) in enumerate(zip(started, cards, strict=True)):
+        if position:
+            await asyncio.sleep(1.1)
+        await localstripe.complete_checkout(session_id, card)
+        events.append(await stripe_event(localstripe, "checkout.session.completed", session_id))
+    return events
+
+
+async def method_on_file(http, org) -> tuple[str, str]:
+    response = await http.get("/v1/billing/payment-method", headers=org.user("billing_admin"))
+    assert response.status_code == 200, response.text
+    return response.json()["provider"], response.json()["last4"]
+
+
+async def stripe_default_method(stripe_app, localstripe, org_id: uuid.UUID) -> str:
+    """The Stripe customer's default payment method for invoices, as Stripe has it."""
+    async with stripe_app.state.sessionmaker() as session:
+        customer = await CustomerRepository(session).of_org(org_id)
+        assert customer is not None
+        stripe_customer = await StripeRepository(session).stripe_customer_of(customer.id)
+    assert stripe_customer is not None
+    stored = await localstripe.client().v1.customers.retrieve_async(stripe_customer)
+    assert stored.invoice_settings is not None
+    return str(stored.invoice_settings.default_payment_method)
+
+
+async def method_of_session(localstripe, event: dict) -> str:
+    """The card the customer gave in the event's Checkout Session, as Stripe has it."""
+    stripe_view = localstripe.client()
+    session = await stripe_view.v1.checkout.sessions.retrieve_async(event["data"]["object"]["id"])
+    assert isinstance(session.setup_intent, str)
+    intent = await stripe_view.v1.setup_intents.retrieve_async(session.setup_intent)
+    return str(intent.payment_method)
+
+
+async def test_the_checkout_completed_last_stays_on_file_when_its_webhook_arrives_first(
+    stripe_app, stripe_client, localstripe, acme
+):
+    sessions = stripe_app.state.sessionmaker
+    await new_subscription(sessions, org_id=acme.org_id, now=NOW)
+    # The customer adds a card, then another one: "5556" is the card they gave last.
+    older, newer = await completed_checkouts(
+        stripe_client, localstripe, acme, [GOOD_CARD, "4000056655665556"]
+    )
+
+    # Stripe delivers them the other way round.
+    first = await deliver(stripe_client, localstripe, newer)
+    second = await deliver(stripe_client, localstripe, older)
+
+    assert first.json()["outcome"] == "applied", first.text
+    assert second.json()["outcome"] == "superseded", second.text
+    assert await method_on_file(stripe_client, acme) == ("stripe", "5556")
+    newer_method = await method_of_session(localstripe, newer)
+    assert await stripe_default_method(stripe_app, localstripe, acme.org_id) == newer_method
+    # The older session never touched Stripe's default.
+    older_key = f"tollgate-default-payment-method-{older['data']['object']['id']}"
+    assert [r for r in await localstripe.requests() if r["idempotency_key"] == older_key] == []
+    async with sessions() as session:
+        outcomes = await session.execute(
+            sa.text(
+                "SELECT event_id, outcome FROM billing.stripe_events WHERE event_id IN (:a, :b)"
+            ),
+            {"a": older["id"], "b": newer["id"]},
+        )
+        assert dict(outcomes.all()) == {older["id"]: "superseded", newer["id"]: "applied"}
+    # A redelivery of the older one is a duplicate and changes nothing either.
+    again = await deliver(stripe_client, localstripe, older)
+    assert again.json()["outcome"] == "duplicate"
+    assert await method_on_file(stripe_client, acme) == ("stripe", "5556")
+
+
+async def test_checkouts_delivered_in_order_or_at_once_leave_the_newest_card(
+    stripe_app, stripe_client, localstripe, acme, globex
+):
+    sessions = stripe_app.state.sessionmaker
+    for org in (acme, globex):
+        await new_subscription(sessions, org_id=org.org_id, now=NOW)
+    # In order: the later card replaces the earlier one (a customer changing cards).
+    older, newer = await completed_checkouts(
+        stripe_client, localstripe, acme, [GOOD_CARD, "4000056655665556"]
+    )
+    assert (await deliver(stripe_client, localstripe, older)).json()["outcome"] == "applied"
+    assert await method_on_file(stripe_client, acme) == ("stripe", "4242")
+    assert (await deliver(stripe_client, localstripe, newer)).json()["outcome"] == "applied"
+    assert await method_on_file(stripe_client, acme) == ("stripe", "5556")
+
+    # At once (two replicas): the newer card ends on file here and as Stripe's default.
+    older, newer = await completed_checkouts(
+        stripe_client, localstripe, globex, [GOOD_CARD, "4000056655665556"]
+    )
+    answers = await asyncio.gather(
+        deliver(stripe_client, localstripe, newer), deliver(stripe_client, localstripe, older)
+    )
+    assert sorted(answer.json()["outcome"] for answer in answers) in (
+        ["applied", "applied"],  # the older applied first, then replaced
+        ["applied", "superseded"],
+    )
+    assert await method_on_file(stripe_client, globex) == ("stripe", "5556")
+    newer_method = await method_of_session(localstripe, newer)
+    assert await stripe_default_method(stripe_app, localstripe, globex.org_id) == newer_method

@@ -2,14 +2,17 @@
 ones, and whoever needs one first (an invoice push, a Checkout Session) makes it at once."""
 
 import uuid
+from datetime import datetime
 
 import stripe
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tollgate_billing.customers.repository import CustomerRepository
+from tollgate_billing.db_types import utcnow
 from tollgate_billing.stripe_api.client import CUSTOMER_METADATA, ORG_METADATA, idempotent
-from tollgate_billing.stripe_api.repository import StripeRepository
+from tollgate_billing.stripe_api.repository import CUSTOMER_SYNC, StripeRepository
+from tollgate_billing.stripe_api.sync_backoff import back_off, is_refusal
 
 logger = structlog.get_logger(__name__)
 SYNC_BATCH = 100
@@ -39,25 +42,40 @@ async def ensure_stripe_customer(
         idempotent("customer", customer.id),
     )
     async with sessionmaker() as session, session.begin():
-        stored = await StripeRepository(session).add_customer(customer.id, created.id)
+        repository = StripeRepository(session)
+        stored = await repository.add_customer(customer.id, created.id)
+        await repository.clear_backoff(CUSTOMER_SYNC, customer.id)
     logger.info("stripe customer created", customer_id=str(customer.id), stripe_id=stored)
     return stored
 
 
 async def sync_customers(
-    sessionmaker: async_sessionmaker[AsyncSession], client: stripe.StripeClient
+    sessionmaker: async_sessionmaker[AsyncSession],
+    client: stripe.StripeClient,
+    *,
+    now: datetime | None = None,
+    limit: int = SYNC_BATCH,
 ) -> int:
-    """Give a Stripe customer to customers without one (a batch per call); how many were made.
-    One that Stripe refuses is logged and tried again next round, the others go on."""
+    """Give a Stripe customer to customers without one (a batch per call); how many rows were
+    settled for now: made, or refused by Stripe and so backing off (ADR 0021). A refused one is
+    not tried again before its backoff ends; Stripe unreachable: tried again next round."""
+    now = now or utcnow()
     async with sessionmaker() as session:
-        missing = await StripeRepository(session).customers_without_stripe(limit=SYNC_BATCH)
-    made = 0
+        missing = await StripeRepository(session).customers_without_stripe(limit=limit, now=now)
+    handled = 0
     for customer_id in missing:
         try:
             await ensure_stripe_customer(sessionmaker, client, customer_id=customer_id)
-            made += 1
         except stripe.StripeError as error:
-            logger.warning(
-                "stripe customer not created", customer_id=str(customer_id), error=str(error)
+            if not is_refusal(error):
+                logger.warning(
+                    "stripe customer not created, tried again next round",
+                    customer_id=str(customer_id),
+                    error=str(error),
+                )
+                continue
+            await back_off(
+                sessionmaker, kind=CUSTOMER_SYNC, object_id=customer_id, error=error, now=now
             )
-    return made
+        handled += 1
+    return handled

@@ -5,6 +5,7 @@ pushed invoices whose state differs from what Stripe was last told, calls Stripe
 Idempotency-Key from our ids, then records what was sent. Stripe down: the next round."""
 
 import uuid
+from datetime import datetime
 
 import stripe
 import structlog
@@ -13,24 +14,43 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tollgate_billing.db_types import utcnow
 from tollgate_billing.invoices.models import InvoiceState
 from tollgate_billing.stripe_api.client import idempotent
-from tollgate_billing.stripe_api.repository import StripeRepository
+from tollgate_billing.stripe_api.repository import INVOICE_SYNC, StripeRepository
+from tollgate_billing.stripe_api.sync_backoff import back_off, is_refusal
 
 logger = structlog.get_logger(__name__)
 CLOSE_BATCH = 100
 
 
 async def close_invoices_in_stripe(
-    sessionmaker: async_sessionmaker[AsyncSession], client: stripe.StripeClient
+    sessionmaker: async_sessionmaker[AsyncSession],
+    client: stripe.StripeClient,
+    *,
+    now: datetime | None = None,
+    limit: int = CLOSE_BATCH,
 ) -> int:
-    """One batch; how many invoices were settled (Stripe now agrees, or cannot any more).
-    An invoice Stripe cannot be asked about now is logged and left for the next round."""
+    """One batch; how many invoices were settled for now: Stripe agrees (or cannot any more),
+    or Stripe refused and the invoice backs off (ADR 0021). An invoice Stripe cannot be asked
+    about now (unreachable) is logged and left for the next round."""
+    now = now or utcnow()
     async with sessionmaker() as session:
-        pending = await StripeRepository(session).invoices_to_close(limit=CLOSE_BATCH)
+        pending = await StripeRepository(session).invoices_to_close(limit=limit, now=now)
     settled = 0
     for invoice_id, stripe_id, state in pending:
         try:
             await _follow(client, invoice_id=invoice_id, stripe_id=stripe_id, state=state)
         except stripe.StripeError as error:
+            if is_refusal(error):
+                await back_off(
+                    sessionmaker,
+                    kind=INVOICE_SYNC,
+                    object_id=invoice_id,
+                    error=error,
+                    now=now,
+                    stripe_id=stripe_id,
+                    state=state,
+                )
+                settled += 1
+                continue
             logger.warning(
                 "stripe invoice not closed, tried again next round",
                 invoice_id=str(invoice_id),
@@ -40,7 +60,9 @@ async def close_invoices_in_stripe(
             )
             continue
         async with sessionmaker() as session, session.begin():
-            await StripeRepository(session).record_sent(invoice_id, state, now=utcnow())
+            repository = StripeRepository(session)
+            await repository.record_sent(invoice_id, state, now=utcnow())
+            await repository.clear_backoff(INVOICE_SYNC, invoice_id)
         settled += 1
     return settled
 

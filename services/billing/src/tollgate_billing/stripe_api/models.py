@@ -17,6 +17,10 @@ class StripeCustomer(SQLModel, table=True):
     customer_id: uuid.UUID = Field(foreign_key=f"{SCHEMA}.customers.id", primary_key=True)
     stripe_customer_id: str = Field(max_length=255, unique=True)
     created_at: datetime = timestamp_field(default_now=True)
+    # The Checkout Session whose card is the method on file, and when Stripe made that card
+    # (migration 0011): the newest card wins, whatever order the webhooks arrive in.
+    checkout_session_id: str | None = Field(default=None, max_length=255)
+    checkout_method_created_at: datetime | None = timestamp_field(nullable=True)
 
 
 class StripeProduct(SQLModel, table=True):
@@ -61,3 +65,19 @@ class StripeInvoice(SQLModel, table=True):
     # None: as pushed (open); "void" / "uncollectible": Stripe was told (or already said so).
     sent_state: str | None = Field(default=None, max_length=16)
     sent_at: datetime | None = timestamp_field(nullable=True)
+
+
+class StripeSyncBackoff(SQLModel, table=True):
+    """A customer or invoice the sync loop sent and Stripe refused (migration 0010): not tried
+    again before next_try_at, so rows refused for good never fill a round. Deleted on success."""
+
+    __tablename__ = "stripe_sync_backoffs"
+    __table_args__ = {"schema": SCHEMA}
+
+    kind: str = Field(primary_key=True, max_length=16)  # "customer" or "invoice"
+    object_id: uuid.UUID = Field(primary_key=True)  # the customer's or the invoice's id
+    failures: int
+    last_error: str = Field(sa_type=sa.Text)
+    first_failed_at: datetime = timestamp_field()
+    last_failed_at: datetime = timestamp_field()
+    next_try_at: datetime = timestamp_field()

@@ -26,9 +26,19 @@ async def customer_push_lock(
     """Wait until no other push of the customer runs (in any replica), then hold it until the
     block ends. Another customer's pushes are not held up (a hash collision of two customers
     only serializes them)."""
+    async with advisory_lock(sessionmaker, f"tollgate-stripe-push-{customer_id}"):
+        yield
+
+
+@asynccontextmanager
+async def advisory_lock(
+    sessionmaker: async_sessionmaker[AsyncSession], name: str
+) -> AsyncIterator[None]:
+    """A session-level advisory lock on the name, held on a connection of its own in
+    autocommit (no transaction open over Stripe's calls) until the block ends."""
     engine = sessionmaker.kw.get("bind")
-    assert isinstance(engine, AsyncEngine), "Stripe pushes need a sessionmaker on an engine"
-    key = {"key": f"tollgate-stripe-push-{customer_id}"}
+    assert isinstance(engine, AsyncEngine), "Stripe locks need a sessionmaker on an engine"
+    key = {"key": name}
     async with engine.connect() as connection:
         locking = await connection.execution_options(isolation_level="AUTOCOMMIT")
         await locking.execute(LOCK, key)
@@ -39,5 +49,5 @@ async def customer_push_lock(
                 await locking.execute(UNLOCK, key)
             except Exception:
                 # The lock must not go back to the pool with the connection: closed, it is gone.
-                logger.exception("stripe push lock not released: connection dropped")
+                logger.exception("stripe advisory lock not released: connection dropped", name=name)
                 await connection.invalidate()

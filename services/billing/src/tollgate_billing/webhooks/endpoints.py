@@ -30,7 +30,12 @@ async def stripe_webhook(
         secret=settings.stripe_webhook_secret.get_secret_value(),
         tolerance_seconds=settings.stripe_webhook_tolerance_seconds,
     )
-    context = WebhookContext(client=client, default_plan=settings.default_plan, now=utcnow())
+    context = WebhookContext(
+        client=client,
+        sessionmaker=request.app.state.sessionmaker,
+        default_plan=settings.default_plan,
+        now=utcnow(),
+    )
     try:
         return await receive_event(request.app.state.sessionmaker, context, event)
     except stripe.StripeError as error:

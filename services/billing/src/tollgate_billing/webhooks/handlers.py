@@ -6,24 +6,31 @@ nothing to do."""
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Literal
 
 import stripe
-from sqlalchemy.ext.asyncio import AsyncSession
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tollgate_billing.payments.methods import set_payment_method
 from tollgate_billing.payments.models import Provider
 from tollgate_billing.payments.outcomes import payment_failed, payment_succeeded
 from tollgate_billing.stripe_api.client import ORG_METADATA, field_of, idempotent, metadata_of
 from tollgate_billing.stripe_api.collector import failure_reference
-from tollgate_billing.stripe_api.repository import StripeRepository
+from tollgate_billing.stripe_api.push_lock import advisory_lock
+from tollgate_billing.stripe_api.repository import CheckoutOrder, StripeRepository
 from tollgate_billing.subscriptions.repository import SubscriptionRepository
 from tollgate_billing.subscriptions.schemas import Moment
 from tollgate_billing.subscriptions.service import NothingToCancelError, cancel
 from tollgate_billing.webhooks.schemas import StripeEventObject
 
-# The effect in the event's transaction: True when it changed something here.
-Effect = Callable[[AsyncSession], Awaitable[bool]]
+logger = structlog.get_logger(__name__)
+
+# The effect in the event's transaction: "applied" when it changed something here, "ignored"
+# when it is not ours, "superseded" when it is ours but a newer one of its kind was applied.
+Outcome = Literal["applied", "ignored", "superseded"]
+Effect = Callable[[AsyncSession], Awaitable[Outcome]]
 STRIPE = Provider.STRIPE.value
 GENERIC_FAILURE = "payment_failed"
 # A subscription in these states has ended in Stripe.
@@ -33,6 +40,7 @@ ENDED = frozenset({"canceled", "incomplete_expired"})
 @dataclass(frozen=True)
 class WebhookContext:
     client: stripe.StripeClient
+    sessionmaker: async_sessionmaker[AsyncSession]
     default_plan: str
     now: datetime
 
@@ -55,10 +63,10 @@ async def invoice_outcome(event: StripeEventObject, context: WebhookContext) -> 
         return None  # a success Stripe no longer confirms (refunded, or a stale snapshot)
     reason = None if paid else await _failure_reason(context.client, fresh)
 
-    async def apply(session: AsyncSession) -> bool:
+    async def apply(session: AsyncSession) -> Outcome:
         invoice_id = await StripeRepository(session).invoice_of_stripe(fresh.id)
         if invoice_id is None:
-            return False  # not one we pushed (the operator's own invoice in Stripe)
+            return "ignored"  # not one we pushed (the operator's own invoice in Stripe)
         if reason is None:
             await payment_succeeded(
                 session, invoice_id=invoice_id, now=context.now, provider=STRIPE, reference=fresh.id
@@ -72,7 +80,7 @@ async def invoice_outcome(event: StripeEventObject, context: WebhookContext) -> 
                 reference=failure_reference(fresh),
                 reason=reason,
             )
-        return True
+        return "applied"
 
     return apply
 
@@ -91,7 +99,10 @@ async def _failure_reason(client: stripe.StripeClient, invoice: stripe.Invoice) 
 
 async def checkout_completed(event: StripeEventObject, context: WebhookContext) -> Effect | None:
     """A setup-mode Checkout Session completed: its SetupIntent's card becomes the customer's
-    payment method here, and its default for invoices in Stripe."""
+    payment method here, and its default for invoices in Stripe, unless the card of another
+    session of the customer is newer (made later by Stripe): webhooks arrive in any order, and
+    the card the customer gave last stays on file. An older one arriving later is recorded as
+    superseded and changes nothing, here or in Stripe."""
     session_id = _object_id(event)
     if session_id is None:
         return None
@@ -114,16 +125,39 @@ async def checkout_completed(event: StripeEventObject, context: WebhookContext) 
     stripe_customer = customer_ref if isinstance(customer_ref, str) else None
     if card is None or stripe_customer is None:
         return None
-    await client.v1.customers.update_async(
-        stripe_customer,
-        {"invoice_settings": {"default_payment_method": method.id}},
-        idempotent("default-payment-method", checkout.id),
-    )
+    order = CheckoutOrder(datetime.fromtimestamp(method.created, UTC), checkout.id)
+    sessionmaker = context.sessionmaker
+    # One session of the customer at a time, across replicas, from reading the newest to
+    # recording this one: two sessions applied at once must leave Stripe's default on the
+    # newer card. No transaction is held over Stripe's call (the lock has its own connection).
+    async with advisory_lock(sessionmaker, f"tollgate-stripe-checkout-{stripe_customer}"):
+        async with sessionmaker() as session:
+            newest = await StripeRepository(session).newest_checkout_of(stripe_customer)
+        superseded = newest is not None and order.is_older_than(newest)
+        if not superseded:
+            await client.v1.customers.update_async(
+                stripe_customer,
+                {"invoice_settings": {"default_payment_method": method.id}},
+                idempotent("default-payment-method", checkout.id),
+            )
+            async with sessionmaker() as session, session.begin():
+                await StripeRepository(session).record_newest_checkout(stripe_customer, order)
 
-    async def apply(session: AsyncSession) -> bool:
-        customer = await StripeRepository(session).customer_of_stripe(stripe_customer)
+    async def apply(session: AsyncSession) -> Outcome:
+        repository = StripeRepository(session)
+        customer = await repository.customer_of_stripe(stripe_customer)
         if customer is None:
-            return False
+            return "ignored"
+        # Under the row lock: a newer session recorded since (or before) wins.
+        newest = await repository.newest_checkout_of(stripe_customer, for_update=True)
+        if newest is not None and newest.session_id != order.session_id:
+            logger.info(
+                "checkout session superseded by a newer one",
+                checkout_session_id=checkout.id,
+                newer_checkout_session_id=newest.session_id,
+                stripe_customer=stripe_customer,
+            )
+            return "superseded"
         await set_payment_method(
             session,
             customer=customer,
@@ -135,7 +169,7 @@ async def checkout_completed(event: StripeEventObject, context: WebhookContext) 
             exp_year=card.exp_year,
             now=context.now,
         )
-        return True
+        return "applied"
 
     return apply
 
@@ -166,13 +200,13 @@ async def subscription_changed(event: StripeEventObject, context: WebhookContext
     if not ending or not isinstance(stripe_customer, str):
         return None
 
-    async def apply(session: AsyncSession) -> bool:
+    async def apply(session: AsyncSession) -> Outcome:
         customer = await StripeRepository(session).customer_of_stripe(stripe_customer)
         if customer is None or customer.org_id != org_id:
-            return False  # metadata naming another organisation than the Stripe customer's
+            return "ignored"  # metadata naming another organisation than the Stripe customer's
         subscription = await SubscriptionRepository(session).of_org(org_id, for_update=True)
         if subscription is None:
-            return False
+            return "ignored"
         try:
             await cancel(
                 session,
@@ -182,8 +216,8 @@ async def subscription_changed(event: StripeEventObject, context: WebhookContext
                 default_plan=context.default_plan,
             )
         except NothingToCancelError:
-            return False
-        return True
+            return "ignored"
+        return "applied"
 
     return apply
 

@@ -14,7 +14,8 @@ class StripeEvent(SQLModel, table=True):
 
     event_id: str = Field(primary_key=True, max_length=255)
     type: str = Field(max_length=100)
-    # applied: it changed something here; ignored: a type or an object that is not ours.
+    # applied: it changed something here; ignored: a type or an object that is not ours;
+    # superseded: ours, but a newer one was applied (an older Checkout Session's card).
     outcome: str = Field(max_length=16)
     received_at: datetime = timestamp_field()
     processed_at: datetime = timestamp_field()

@@ -22,6 +22,8 @@ class StripeEventObject(BaseModel):
 class WebhookReceipt(BaseModel):
     received: Literal[True] = True
     event_id: str
-    # applied: it changed something; ignored: not a type or an object of ours; duplicate: this
-    # event id was processed before (Stripe delivers at least once).
-    outcome: Literal["applied", "ignored", "duplicate"]
+    # applied: it changed something; ignored: not a type or an object of ours; superseded:
+    # ours, but a newer one of its kind was applied (a Checkout Session completed before the
+    # one whose card is on file); duplicate: this event id was processed before (Stripe
+    # delivers at least once).
+    outcome: Literal["applied", "ignored", "superseded", "duplicate"]

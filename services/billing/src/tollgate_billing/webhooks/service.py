@@ -72,12 +72,11 @@ async def receive_event(
         stored = await repository.claim(event.id, event.type, now=context.now)
         if stored is None:
             return WebhookReceipt(event_id=event.id, outcome="duplicate")
-        if effect is not None and await effect(session):
-            stored.outcome = "applied"
+        outcome = await effect(session) if effect is not None else "ignored"
+        if outcome != "ignored":
+            stored.outcome = outcome
             await repository.save(stored)
-        return WebhookReceipt(
-            event_id=event.id, outcome="applied" if stored.outcome == "applied" else "ignored"
-        )
+        return WebhookReceipt(event_id=event.id, outcome=outcome)
 
 
 def _object_gone(error: stripe.InvalidRequestError) -> bool:
