@@ -17,7 +17,8 @@ from tollgate_billing.catalog.schemas import PLAN_KEY_PATTERN, Currency
 from tollgate_billing.discounts.models import DiscountDuration
 
 # Letters, digits, - and _: case-insensitive (SUMMER25 and summer25 are one code).
-DiscountCodeText = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+DISCOUNT_CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+DiscountCodeText = Annotated[str, Field(pattern=DISCOUNT_CODE_PATTERN)]
 DecimalString = Annotated[Decimal, PlainSerializer(str, return_type=str)]
 
 
