@@ -5,6 +5,7 @@ rules below say who may call a route (its auth dependency), which bad values eac
 and header parameter gets, and a valid body of each request schema to spoil field by field. A
 route, parameter or schema no rule covers fails test_every_route_is_covered_by_a_rule."""
 
+import base64
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -88,7 +89,33 @@ PATH_VALID = {
     "code": "NO-SUCH-CODE",
 }
 NOT_INTEGERS = ["0", "-1", "101", "all", "1.5", str(10**30), "1e400", "NaN", "", LONG, "\x00"]
-NOT_CURSORS = ["a" * 201, "!!!", "é€", "\x00", "bm90IGpzb24", "W1sxLCAyXV0", "e30", LONG]
+
+
+def cursor_of(moment: Any, id_: Any = UNKNOWN_UUID) -> str:
+    """A cursor as the API writes them, of any time and id."""
+    raw = json.dumps({"t": moment, "i": id_}).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+NOT_CURSORS = [
+    "a" * 201,
+    "!!!",
+    "é€",
+    "\x00",
+    "bm90IGpzb24",  # not JSON
+    "W1sxLCAyXV0",  # a list
+    "e30",  # {}
+    LONG,
+    # Well-formed, of times at the calendar's ends, without a zone, and ids that are not ids.
+    cursor_of("9999-12-31T23:59:59-14:00"),
+    cursor_of("0001-01-01T00:00:00+14:00"),
+    cursor_of("2026-01-01T00:00:00"),
+    cursor_of("2026-01-01"),
+    cursor_of(None),
+    cursor_of(10**30),
+    cursor_of("2026-01-01T00:00:00+00:00", "\x00"),
+    cursor_of("2026-01-01T00:00:00+00:00", 10**30),
+]
 NOT_BOOLEANS = ["maybe", "2", "-1", "", LONG, "\x00"]
 NOT_ENUMS = ["nope", "", "PAID", LONG, "\x00", "é"]
 NOT_MONTHS = [
@@ -225,6 +252,7 @@ FIELD_VALUES = {
     "a lone surrogate": '"\\ud800"',
     "deep nesting": DEEP,
 }
+NESTED_FIELD_VALUES = ("null", "an object", "1e400", "10**30", "-1", "NaN", "NUL", "deep nesting")
 PLACEHOLDER = "__SWEEP_VALUE__"
 
 # Stripe events with junk of each handled type (signed: only the body is bad).
@@ -375,8 +403,25 @@ def test_every_route_is_covered_by_a_rule() -> None:
     assert {(route.method, route.path) for route in ROUTES} >= STRIPE_ROUTES
 
 
-def _raw_body(example: dict[str, Any], name: str, value: str) -> bytes:
-    text = json.dumps({**example, name: PLACEHOLDER})
+def _paths(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    """The path of every value inside a body (objects and lists, and what they hold)."""
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, inner in items:
+        yield (*path, key)
+        if isinstance(inner, dict | list):
+            yield from _paths(inner, (*path, key))
+
+
+def _replaced(value: Any, path: tuple[str | int, ...], by: Any) -> Any:
+    if not path:
+        return by
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[path[0]] = _replaced(value[path[0]], path[1:], by)  # type: ignore[index]
+    return copy
+
+
+def _raw_body(example: dict[str, Any], path: tuple[str | int, ...], value: str) -> bytes:
+    text = json.dumps(_replaced(example, path, PLACEHOLDER))
     return text.replace(json.dumps(PLACEHOLDER), value).encode()
 
 
@@ -483,12 +528,15 @@ def cases_for(route: Route, allowed: str | None, wrong: tuple[str, ...]) -> list
         for name, body, content_type, refused in _whole_bodies(example, required=required):
             cases.append(case(name, content=body, content_type=content_type, refused=refused))
     for number, valid in enumerate(examples):
-        for field_name in valid:
-            for value_name, value in FIELD_VALUES.items():
+        for path in _paths(valid):
+            # Every value of the top-level fields; fewer deeper (their types are checked alike).
+            values = FIELD_VALUES if len(path) == 1 else NESTED_FIELD_VALUES
+            where = ".".join(map(str, path))
+            for value_name in values:
                 cases.append(
                     case(
-                        f"body {number} {field_name}={value_name}",
-                        content=_raw_body(valid, field_name, value),
+                        f"body {number} {where}={value_name}",
+                        content=_raw_body(valid, path, FIELD_VALUES[value_name]),
                     )
                 )
     return cases
