@@ -264,6 +264,16 @@ WEBHOOK_TYPES = [
     "no.such.type",
 ]
 JUNK_OBJECT_IDS: list[Any] = [LONG, "\x00", "../../v1/customers", "é€😀", 12, None, "", "in_ x"]
+JUNK_SNAPSHOTS: dict[str, dict[str, Any]] = {
+    "metadata a list": {"metadata": ["x"], "customer": "cus_x"},
+    "metadata a string": {"metadata": "x", "customer": "cus_x"},
+    "metadata a number": {"metadata": 5, "customer": "cus_x"},
+    "org id a number": {"metadata": {"tollgate_org_id": 5}, "customer": "cus_x"},
+    "org id with a NUL": {"metadata": {"tollgate_org_id": "\x00"}, "customer": "cus_x"},
+    "customer with a NUL": {"metadata": {"tollgate_org_id": UNKNOWN_UUID}, "customer": "\x00"},
+    "customer too long": {"metadata": {"tollgate_org_id": UNKNOWN_UUID}, "customer": LONG},
+    "customer an object": {"metadata": {"tollgate_org_id": UNKNOWN_UUID}, "customer": {}},
+}
 JUNK_EVENT_IDS: list[Any] = ["\x00", "é€😀", "evt_" + "x" * 251, "evt_" + "x" * 300, 12, ""]
 
 
@@ -592,6 +602,16 @@ def webhook_cases(route: Route) -> list[Case]:
                     f"signed {type_} of object {str(object_id)[:30]!r}",
                     content=json.dumps(body).encode(),
                 )
+            )
+        # The event's own snapshot is what is read of an object gone from Stripe.
+        for snapshot_name, snapshot in JUNK_SNAPSHOTS.items():
+            body = {
+                "id": f"evt_sweep_{uuid.uuid4().hex}",
+                "type": type_,
+                "data": {"object": {"id": "sub_gone", **snapshot}},
+            }
+            cases.append(
+                case(f"signed {type_} with {snapshot_name}", content=json.dumps(body).encode())
             )
         cases.append(
             case(
