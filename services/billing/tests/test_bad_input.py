@@ -25,7 +25,12 @@ from tollgate_billing.auth import BillingAdmin, CatalogAdmin, OrgReader
 from tollgate_billing.config import BillingSettings
 from tollgate_billing.stripe_api.endpoints import StripeDep
 from tollgate_shared.errors import PROBLEM_JSON
-from tollgate_shared.identity import IDENTITY_HEADER, generate_keypair
+from tollgate_shared.identity import (
+    IDENTITY_HEADER,
+    Identity,
+    generate_keypair,
+    identity_signer,
+)
 
 from .conftest import WEBHOOK_PATH, LocalStripe, Org, add_customer
 from .payment_helpers import open_invoice
@@ -468,6 +473,15 @@ def _whole_bodies(
                 "application/json",
                 False,
             ),
+            # A valid body under other content types.
+            ("body as text/plain", json.dumps(example).encode(), "text/plain", False),
+            (
+                "body in UTF-16",
+                json.dumps(example).encode("utf-16"),
+                "application/json; charset=utf-16",
+                False,
+            ),
+            ("body with a made-up type", json.dumps(example).encode(), "application/x\x7f", False),
         ]
     return bodies
 
@@ -644,7 +658,13 @@ def _path_segment(value: str) -> str:
     return value.replace("%", "%25").replace("\x00", "%00")
 
 
-ABSENT_CALLERS = ("nobody", "garbage token", "expired token")
+ABSENT_CALLERS = (
+    "nobody",
+    "garbage token",
+    "huge token",
+    "token of another signer",
+    "expired token",
+)
 STRANGERS = {"member": "stranger member", "org_admin": "stranger org_admin"}
 
 
@@ -675,6 +695,17 @@ def callers_of(
     return {
         "nobody": {},
         "garbage token": {IDENTITY_HEADER: "garbage"},
+        "huge token": {IDENTITY_HEADER: "e" * 100_000},
+        "token of another signer": {
+            IDENTITY_HEADER: identity_signer(generate_keypair()[0]).sign(
+                Identity(
+                    principal_type="user",
+                    principal_id=str(uuid.uuid4()),
+                    org_id=acme.org_id,
+                    roles=frozenset({"org_admin", "super_admin"}),
+                ).to_claims()
+            )
+        },
         "expired token": expired,
         "member": acme.user("member"),
         "org_admin": acme.user("org_admin"),
@@ -816,4 +847,24 @@ async def test_bad_input_on_the_stripe_app_is_a_clear_4xx(
     )
     await onboarding_at_payment(stripe_sweep_client, sweep)
     found = await sweep_route(stripe_sweep_client, sweep, route, localstripe)
+    assert not found, "\n".join(found)
+
+
+async def test_a_method_a_route_does_not_have_is_a_405_problem(
+    sweep_client, acme, mint_identity, operator
+):
+    callers = callers_of(acme, mint_identity, operator)
+    methods: dict[str, set[str]] = {}
+    for route in ROUTES:
+        methods.setdefault(route.path, set()).add(route.method)
+    found = []
+    for path, defined in methods.items():
+        concrete = path.replace("{", "").replace("}", "")  # any value: the method is wrong
+        for method in sorted({"GET", "POST", "PUT", "PATCH", "DELETE"} - defined):
+            for caller in ("operator", "org_admin"):
+                case = Case(f"{method} as {caller}", method, concrete, caller, content=b"{}")
+                response = await send(sweep_client, Sweep(callers, {}), case, None)
+                found += faults(Case(**{**vars(case), "refused": True}), response)
+                if response.status_code != 405:
+                    found.append(f"{method} {concrete} -> {response.status_code}, not 405")
     assert not found, "\n".join(found)
