@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute
 from tollgate_billing.app import create_app
 from tollgate_billing.auth import BillingAdmin, CatalogAdmin, OrgReader
 from tollgate_billing.config import BillingSettings
+from tollgate_billing.invoices.endpoints import Metering
 from tollgate_billing.stripe_api.endpoints import StripeDep
 from tollgate_shared.errors import PROBLEM_JSON
 from tollgate_shared.identity import (
@@ -50,6 +51,7 @@ ORG_READER, BILLING_ADMIN, CATALOG_ADMIN = (
     _dependency_of(CatalogAdmin),
 )
 STRIPE = _dependency_of(StripeDep)
+METERING = _dependency_of(Metering)
 AUTH_RULES: dict[Callable[..., Any], tuple[str, tuple[str, ...]]] = {
     ORG_READER: ("member", ("key without scopes", "operator", "service", "user of no org")),
     BILLING_ADMIN: ("org_admin", ("member", "read key", "operator", "service")),
@@ -304,6 +306,7 @@ class Route:
     operation: dict[str, Any]
     auth: Callable[..., Any] | None
     uses_stripe: bool
+    uses_metering: bool
 
     @property
     def id(self) -> str:
@@ -362,6 +365,7 @@ def routes_of(app: FastAPI) -> list[Route]:
                     operation=operation,
                     auth=auth.pop() if len(auth) == 1 else None,
                     uses_stripe=STRIPE in dependencies,
+                    uses_metering=METERING in dependencies,
                 )
             )
     return routes
@@ -524,6 +528,10 @@ def cases_for(route: Route, allowed: str | None, wrong: tuple[str, ...]) -> list
     # Credentials: none, unreadable, expired, and callers of the wrong kind.
     cases += [case(f"as {who}", caller=who, refused=True) for who in ABSENT_CALLERS]
     cases += [case(f"as {who}", caller=who, refused=True) for who in wrong]
+    # Parameters no route has are ignored: the route runs as it would without them.
+    cases.append(
+        case("unknown query parameters", params={**valid_query, "unknown": LONG, "é": "\x00"})
+    )
     if allowed in STRANGERS:
         # Allowed, but of an organisation billing has no customer for (yet).
         cases.append(case(f"as {allowed} of an unknown organisation", caller=STRANGERS[allowed]))
@@ -798,15 +806,20 @@ async def sweep_client(billing_app: FastAPI, db: Any) -> AsyncIterator[httpx.Asy
         yield http
 
 
-@pytest.mark.parametrize("route", ROUTES, ids=[route.id for route in ROUTES])
-async def test_bad_input_on_the_ledger_app_is_a_clear_4xx(
-    sweep_client, db, acme, globex, mint_identity, operator, route
-):
+async def sweep_ledger(
+    http: httpx.AsyncClient,
+    db: Any,
+    acme: Org,
+    globex: Org,
+    mint: Callable[..., dict[str, str]],
+    operator: dict[str, str],
+    route: Route,
+) -> list[str]:
     now = datetime.now(UTC)
     invoice = await open_invoice(db, org_id=acme.org_id, now=now)
     other_invoice = await open_invoice(db, org_id=globex.org_id, now=now)
     sweep = Sweep(
-        callers=callers_of(acme, mint_identity, operator),
+        callers=callers_of(acme, mint, operator),
         ids={
             "invoice": str(invoice),
             "org": str(acme.org_id),
@@ -814,8 +827,28 @@ async def test_bad_input_on_the_ledger_app_is_a_clear_4xx(
             "other_org_invoice": str(other_invoice),
         },
     )
-    await onboarding_at_payment(sweep_client, sweep)
-    found = await sweep_route(sweep_client, sweep, route, None)
+    await onboarding_at_payment(http, sweep)
+    return await sweep_route(http, sweep, route, None)
+
+
+UNMETERED = [route for route in ROUTES if not route.uses_metering]
+METERED = [route for route in ROUTES if route.uses_metering]
+
+
+@pytest.mark.parametrize("route", UNMETERED, ids=[route.id for route in UNMETERED])
+async def test_bad_input_on_the_ledger_app_is_a_clear_4xx(
+    sweep_client, db, acme, globex, mint_identity, operator, route
+):
+    found = await sweep_ledger(sweep_client, db, acme, globex, mint_identity, operator, route)
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("route", METERED, ids=[route.id for route in METERED])
+async def test_bad_input_on_the_ledger_app_with_metering_is_a_clear_4xx(
+    metering, sweep_client, db, acme, globex, mint_identity, operator, route
+):
+    """Routes that read usage, against a real metering service (one down is a 503)."""
+    found = await sweep_ledger(sweep_client, db, acme, globex, mint_identity, operator, route)
     assert not found, "\n".join(found)
 
 
