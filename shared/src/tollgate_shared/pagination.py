@@ -32,6 +32,8 @@ class Cursor(BaseModel):
         try:
             raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
             parsed = json.loads(raw)
+            if not isinstance(parsed["i"], str):  # uuid.UUID(5) is an AttributeError: a 500
+                raise TypeError("the cursor's id is not a string")
             return cls(created_at=datetime.fromisoformat(parsed["t"]), id=uuid.UUID(parsed["i"]))
         except (ValueError, KeyError, TypeError) as error:
             raise BadRequestError("The cursor is not one this API returned.") from error

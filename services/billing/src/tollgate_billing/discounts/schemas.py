@@ -17,7 +17,10 @@ from tollgate_billing.catalog.schemas import PLAN_KEY_PATTERN, Currency
 from tollgate_billing.discounts.models import DiscountDuration
 
 # Letters, digits, - and _: case-insensitive (SUMMER25 and summer25 are one code).
-DiscountCodeText = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+DISCOUNT_CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+DiscountCodeText = Annotated[str, Field(pattern=DISCOUNT_CODE_PATTERN)]
+# The columns' limits (bigint, integer): a larger number is a 422, not a database error.
+MAX_BIGINT, MAX_INTEGER = 2**63 - 1, 2**31 - 1
 DecimalString = Annotated[Decimal, PlainSerializer(str, return_type=str)]
 
 
@@ -28,7 +31,7 @@ class DiscountCreate(BaseModel):
     percent: (
         Annotated[Decimal, Field(gt=0, le=100, decimal_places=6, allow_inf_nan=False)] | None
     ) = Field(None, description='Exact percent off the subtotal, e.g. "12.5"; or amount_off')
-    amount_off: Annotated[int, Field(gt=0, strict=True)] | None = Field(
+    amount_off: Annotated[int, Field(gt=0, le=MAX_BIGINT, strict=True)] | None = Field(
         None,
         validate_default=True,
         description="Minor units of currency off the subtotal; or percent",
@@ -41,7 +44,7 @@ class DiscountCreate(BaseModel):
         None, validate_default=True, description="With duration repeating only: how many invoices"
     )
     expires_at: AwareDatetime | None = Field(None, description="No redemption from then on")
-    max_redemptions: Annotated[int, Field(ge=1, strict=True)] | None = None
+    max_redemptions: Annotated[int, Field(ge=1, le=MAX_INTEGER, strict=True)] | None = None
     plans: list[Annotated[str, Field(pattern=PLAN_KEY_PATTERN)]] | None = Field(
         None, min_length=1, max_length=100, description="Only customers on these plans"
     )

@@ -1,6 +1,7 @@
 """Discount codes: the operator's catalog of codes, a customer redeeming one (race-free count),
 and the discount line of an invoice. Takes a session, never commits."""
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +16,12 @@ from tollgate_billing.customers.models import Customer
 from tollgate_billing.customers.repository import CustomerRepository
 from tollgate_billing.customers.service import CustomerNotFoundError
 from tollgate_billing.discounts.models import DiscountCode, DiscountDuration, DiscountRedemption
-from tollgate_billing.discounts.schemas import CustomerDiscount, DiscountCreate, DiscountPublic
+from tollgate_billing.discounts.schemas import (
+    DISCOUNT_CODE_PATTERN,
+    CustomerDiscount,
+    DiscountCreate,
+    DiscountPublic,
+)
 from tollgate_billing.pricing.money import exact_arithmetic, from_minor_units, to_minor_units
 from tollgate_shared.errors import ConflictError, NotFoundError
 
@@ -49,6 +55,9 @@ def view(discount: DiscountCode) -> DiscountPublic:
 async def _by_code(
     session: AsyncSession, code: str, *, for_update: bool = False
 ) -> DiscountCode | None:
+    if not re.fullmatch(DISCOUNT_CODE_PATTERN, code):
+        # Never a code, answered without a query (PostgreSQL refuses a NUL in text: a 500).
+        return None
     query = select(DiscountCode).where(sa.func.lower(DiscountCode.code) == code.lower())
     if for_update:
         query = query.with_for_update()

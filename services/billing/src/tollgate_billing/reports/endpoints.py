@@ -3,6 +3,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 
 from tollgate_billing.auth import CatalogAdmin
+from tollgate_billing.catalog.schemas import PLAN_KEY_PATTERN
 from tollgate_billing.db_types import utcnow
 from tollgate_billing.reports import service
 from tollgate_billing.reports.schemas import (
@@ -27,7 +28,8 @@ async def list_customers(
     _: CatalogAdmin,
     session: SessionDep,
     page: Page,
-    plan: Annotated[str | None, Query(max_length=63)] = None,
+    # A plan key (422 otherwise): a NUL in the filter reached PostgreSQL, a 500.
+    plan: Annotated[str | None, Query(pattern=PLAN_KEY_PATTERN)] = None,
     status: Status | None = None,
 ) -> AdminCustomerPage:
     """Every organisation's billing customer with its plan and subscription status, newest

@@ -189,7 +189,10 @@ async def subscription_changed(event: StripeEventObject, context: WebhookContext
         if error.http_status != 404:
             raise
         ending, snapshot = True, event.object  # gone from Stripe: ended
-        metadata, stripe_customer = snapshot.get("metadata") or {}, snapshot.get("customer")
+        # The snapshot is only the event's JSON: metadata not an object is none.
+        snapshot_metadata = snapshot.get("metadata")
+        metadata = snapshot_metadata if isinstance(snapshot_metadata, dict) else {}
+        stripe_customer = snapshot.get("customer")
     else:
         ending = fresh.status in ENDED or bool(fresh.cancel_at_period_end)
         metadata, stripe_customer = metadata_of(fresh), fresh.customer
@@ -197,8 +200,8 @@ async def subscription_changed(event: StripeEventObject, context: WebhookContext
         org_id = uuid.UUID(str(metadata.get(ORG_METADATA)))
     except ValueError:
         return None
-    if not ending or not isinstance(stripe_customer, str):
-        return None
+    if not ending or not isinstance(stripe_customer, str) or "\x00" in stripe_customer:
+        return None  # (a NUL is no Stripe id, and PostgreSQL refuses it in text: a 500)
 
     async def apply(session: AsyncSession) -> Outcome:
         customer = await StripeRepository(session).customer_of_stripe(stripe_customer)

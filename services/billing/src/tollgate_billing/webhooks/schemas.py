@@ -2,6 +2,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+NO_NUL = r"^[^\x00]*$"
+
 
 class StripeEventObject(BaseModel):
     """What billing reads of a Stripe event: its id, type and object (re-read from Stripe when
@@ -9,8 +11,9 @@ class StripeEventObject(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: str = Field(min_length=1, max_length=255)
-    type: str = Field(min_length=1, max_length=100)
+    # Stored as text: PostgreSQL refuses a NUL (that was a 500), so such an event is invalid.
+    id: str = Field(min_length=1, max_length=255, pattern=NO_NUL)
+    type: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
     data: dict[str, Any]
 
     @property
