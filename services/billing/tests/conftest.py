@@ -278,6 +278,20 @@ def assert_problem(
 
 
 @pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch, identity_keys: tuple[str, str]) -> Any:
+    """A complete production environment for BillingSettings; tests change one variable."""
+    from tollgate_shared.identity import generate_keypair
+
+    monkeypatch.setenv("TOLLGATE_ENV", "production")
+    monkeypatch.setenv("TOLLGATE_DATABASE_URL", "postgresql://billing@db/tollgate")
+    monkeypatch.setenv("TOLLGATE_NATS_URL", "nats://nats:4222")
+    monkeypatch.setenv("TOLLGATE_IDENTITY_PUBLIC_KEY", identity_keys[1])
+    monkeypatch.setenv("TOLLGATE_BILLING_METERING_URL", "http://metering:8103")
+    monkeypatch.setenv("TOLLGATE_BILLING_IDENTITY_PRIVATE_KEY", generate_keypair()[0])
+    return monkeypatch
+
+
+@pytest.fixture
 def settings(billing_app: FastAPI) -> BillingSettings:
     result: BillingSettings = billing_app.state.settings
     return result

@@ -8,19 +8,6 @@ from pydantic import ValidationError
 
 from tollgate_billing.catalog.defaults import DEFAULT_CATALOG
 from tollgate_billing.config import BillingSettings
-from tollgate_shared.identity import generate_keypair
-
-
-@pytest.fixture
-def environment(monkeypatch, identity_keys):
-    """A complete environment for the billing service; tests change one variable."""
-    monkeypatch.setenv("TOLLGATE_ENV", "production")
-    monkeypatch.setenv("TOLLGATE_DATABASE_URL", "postgresql://billing@db/tollgate")
-    monkeypatch.setenv("TOLLGATE_NATS_URL", "nats://nats:4222")
-    monkeypatch.setenv("TOLLGATE_IDENTITY_PUBLIC_KEY", identity_keys[1])
-    monkeypatch.setenv("TOLLGATE_BILLING_METERING_URL", "http://metering:8103")
-    monkeypatch.setenv("TOLLGATE_BILLING_IDENTITY_PRIVATE_KEY", generate_keypair()[0])
-    return monkeypatch
 
 
 def test_the_defaults(environment):

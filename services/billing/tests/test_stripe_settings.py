@@ -7,23 +7,17 @@ import pytest
 from pydantic import ValidationError
 
 from tollgate_billing.config import BillingSettings
-from tollgate_shared.identity import generate_keypair
 
 KEY = "TOLLGATE_BILLING_STRIPE_SECRET_KEY"
 WEBHOOK_SECRET = "TOLLGATE_BILLING_STRIPE_WEBHOOK_SECRET"
 
 
 @pytest.fixture
-def environment(monkeypatch, identity_keys):
-    monkeypatch.setenv("TOLLGATE_ENV", "production")
-    monkeypatch.setenv("TOLLGATE_DATABASE_URL", "postgresql://billing@db/tollgate")
-    monkeypatch.setenv("TOLLGATE_NATS_URL", "nats://nats:4222")
-    monkeypatch.setenv("TOLLGATE_IDENTITY_PUBLIC_KEY", identity_keys[1])
-    monkeypatch.setenv("TOLLGATE_BILLING_METERING_URL", "http://metering:8103")
-    monkeypatch.setenv("TOLLGATE_BILLING_IDENTITY_PRIVATE_KEY", generate_keypair()[0])
+def environment(environment):
+    """Conftest's production environment, without any Stripe variable of the machine's."""
     for name in (KEY, WEBHOOK_SECRET):
-        monkeypatch.delenv(name, raising=False)
-    return monkeypatch
+        environment.delenv(name, raising=False)
+    return environment
 
 
 def stripe_key() -> str:
