@@ -3,6 +3,7 @@
 import base64
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Generic, TypeVar
 
@@ -49,3 +50,18 @@ def page_params(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> PageParams:
     return PageParams(limit=limit, cursor=Cursor.decode(cursor) if cursor else None)
+
+
+Row = TypeVar("Row")
+
+
+def split_page(
+    rows: Sequence[Row], page: PageParams, position: Callable[[Row], tuple[datetime, uuid.UUID]]
+) -> tuple[list[Row], str | None]:
+    """The page's rows, from a query that fetched `limit + 1`, and the cursor after its last
+    row (None when no row follows). `position` is the row's (time, id) the query orders by."""
+    kept = list(rows[: page.limit])
+    if len(rows) <= page.limit:
+        return kept, None
+    at, row_id = position(kept[-1])
+    return kept, Cursor(created_at=at, id=row_id).encode()

@@ -40,7 +40,7 @@ from tollgate_billing.subscriptions.proration import fee_of
 from tollgate_billing.subscriptions.repository import SubscriptionRepository
 from tollgate_billing.subscriptions.service import set_payment_status, status_once_paid
 from tollgate_shared.errors import ConflictError, NotFoundError
-from tollgate_shared.pagination import Cursor, PageParams
+from tollgate_shared.pagination import PageParams, split_page
 
 logger = structlog.get_logger(__name__)
 
@@ -312,6 +312,7 @@ async def list_invoices(
         limit=page.limit + 1,
         before=(page.cursor.created_at, page.cursor.id) if page.cursor else None,
     )
+    invoices, next_cursor = split_page(rows, page, lambda row: (row.period_start, row.id))
     items = [
         InvoiceSummary(
             id=invoice.id,
@@ -323,12 +324,8 @@ async def list_invoices(
             total=invoice.total,
             finalized_at=invoice.finalized_at,
         )
-        for invoice in rows[: page.limit]
+        for invoice in invoices
     ]
-    next_cursor = None
-    if len(rows) > page.limit:
-        last = rows[page.limit - 1]
-        next_cursor = Cursor(created_at=last.period_start, id=last.id).encode()
     return InvoicePage(items=items, next_cursor=next_cursor)
 
 

@@ -29,7 +29,7 @@ from tollgate_billing.payments.schemas import (
     PaymentMethodPublic,
 )
 from tollgate_shared.errors import ConflictError, NotFoundError, ProblemError
-from tollgate_shared.pagination import Cursor, PageParams
+from tollgate_shared.pagination import PageParams, split_page
 
 
 class PaymentMethodNotFoundError(NotFoundError):
@@ -169,11 +169,8 @@ async def list_attempts(
         limit=page.limit + 1,
         before=(page.cursor.created_at, page.cursor.id) if page.cursor else None,
     )
-    next_cursor = None
-    if len(rows) > page.limit:
-        last = rows[page.limit - 1][0]
-        next_cursor = Cursor(created_at=last.created_at, id=last.id).encode()
+    kept, next_cursor = split_page(rows, page, lambda row: (row[0].created_at, row[0].id))
     return PaymentAttemptPage(
-        items=[attempt_view(attempt, state) for attempt, state in rows[: page.limit]],
+        items=[attempt_view(attempt, state) for attempt, state in kept],
         next_cursor=next_cursor,
     )

@@ -23,7 +23,7 @@ from tollgate_billing.reports.schemas import (
 )
 from tollgate_billing.subscriptions.models import Interval, Status
 from tollgate_shared.errors import BadRequestError
-from tollgate_shared.pagination import Cursor, PageParams
+from tollgate_shared.pagination import PageParams, split_page
 
 # A trial has not paid yet; a past_due customer still owes its fee and is being dunned; a
 # suspended or canceled one is not billed a fee any more.
@@ -135,6 +135,7 @@ async def invoice_page(
     rows = await queries.issued_invoices(
         session, state=state, limit=page.limit + 1, before=page.cursor
     )
+    kept, next_cursor = split_page(rows, page, lambda row: (row.finalized_at, row.id))
     items = [
         AdminInvoiceSummary(
             id=row.id,
@@ -147,12 +148,8 @@ async def invoice_page(
             period_end=row.period_end,
             finalized_at=row.finalized_at,
         )
-        for row in rows[: page.limit]
+        for row in kept
     ]
-    next_cursor = None
-    if len(rows) > page.limit:
-        last = items[-1]
-        next_cursor = Cursor(created_at=last.finalized_at, id=last.id).encode()
     return AdminInvoicePage(items=items, next_cursor=next_cursor)
 
 
@@ -162,6 +159,7 @@ async def customer_page(
     rows = await queries.customers(
         session, plan=plan, status=status, limit=page.limit + 1, before=page.cursor
     )
+    kept, next_cursor = split_page(rows, page, lambda row: (row.created_at, row.id))
     items = [
         AdminCustomer(
             id=row.id,
@@ -173,10 +171,6 @@ async def customer_page(
             current_period_end=row.current_period_end,
             created_at=row.created_at,
         )
-        for row in rows[: page.limit]
+        for row in kept
     ]
-    next_cursor = None
-    if len(rows) > page.limit:
-        last = items[-1]
-        next_cursor = Cursor(created_at=last.created_at, id=last.id).encode()
     return AdminCustomerPage(items=items, next_cursor=next_cursor)

@@ -20,7 +20,7 @@ from tollgate_keys.api_keys.schemas import (
 from tollgate_keys.events import KeysEvent, publish
 from tollgate_shared import api_key_format
 from tollgate_shared.errors import ConflictError, NotFoundError
-from tollgate_shared.pagination import Cursor, Page, PageParams
+from tollgate_shared.pagination import Page, PageParams, split_page
 
 
 class KeyNotFoundError(NotFoundError):
@@ -122,12 +122,9 @@ async def get_key(session: AsyncSession, *, org_id: uuid.UUID, key_id: uuid.UUID
 async def list_keys(
     session: AsyncSession, *, org_id: uuid.UUID, page: PageParams
 ) -> Page[ApiKeyPublic]:
-    rows = list(await ApiKeyRepository(session).list_page(org_id=org_id, page=page))
-    next_cursor = None
-    if len(rows) > page.limit:
-        rows = rows[: page.limit]
-        next_cursor = Cursor(created_at=rows[-1].created_at, id=rows[-1].id).encode()
-    return Page(items=[to_public(key) for key in rows], next_cursor=next_cursor)
+    rows = await ApiKeyRepository(session).list_page(org_id=org_id, page=page)
+    keys, next_cursor = split_page(rows, page, lambda key: (key.created_at, key.id))
+    return Page(items=[to_public(key) for key in keys], next_cursor=next_cursor)
 
 
 async def update_key(session: AsyncSession, *, key: ApiKey, changes: ApiKeyUpdate) -> ApiKey:

@@ -7,7 +7,7 @@ from tollgate_keys.events import KeysEvent, publish
 from tollgate_keys.organizations.models import Organization
 from tollgate_keys.organizations.repository import OrganizationRepository
 from tollgate_shared.errors import NotFoundError
-from tollgate_shared.pagination import Cursor, Page, PageParams
+from tollgate_shared.pagination import Page, PageParams, split_page
 
 logger = structlog.get_logger(__name__)
 
@@ -104,12 +104,9 @@ async def follow_billing_subscription(
 
 
 async def list_organizations(session: AsyncSession, *, page: PageParams) -> Page[Organization]:
-    rows = list(await OrganizationRepository(session).list_page(page))
-    next_cursor = None
-    if len(rows) > page.limit:
-        rows = rows[: page.limit]
-        next_cursor = Cursor(created_at=rows[-1].created_at, id=rows[-1].id).encode()
-    return Page(items=rows, next_cursor=next_cursor)
+    rows = await OrganizationRepository(session).list_page(page)
+    organizations, next_cursor = split_page(rows, page, lambda org: (org.created_at, org.id))
+    return Page(items=organizations, next_cursor=next_cursor)
 
 
 def _event_data(organization: Organization) -> dict[str, object]:
