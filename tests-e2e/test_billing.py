@@ -2,26 +2,15 @@
 catalog is readable by members and administered only by the platform operator."""
 
 import time
-import uuid
 
 import httpx
 
-PASSWORD = "a long enough passphrase"
+from .accounts import sign_up
 
 
 def test_a_signup_becomes_a_customer_on_the_free_plan(stack):
-    signup = httpx.post(
-        f"{stack.gateway_url}/v1/signup",
-        json={
-            "organization_name": "Billed",
-            "email": f"billed-{uuid.uuid4().hex[:8]}@example.com",
-            "password": PASSWORD,
-        },
-    )
-    assert signup.status_code == 201, signup.text
-    account = signup.json()
-    key = {"Authorization": f"Bearer {account['api_key']['key']}"}
-    admin = {"Authorization": f"Bearer {account['tokens']['access_token']}"}
+    account = sign_up(stack.gateway_url, "Billed")
+    key, admin = account.key, account.admin
 
     deadline = time.monotonic() + 30  # made from the keys service's event; a deadline only
     while (
@@ -30,7 +19,7 @@ def test_a_signup_becomes_a_customer_on_the_free_plan(stack):
         assert time.monotonic() < deadline, customer.text
         time.sleep(0.2)
     assert customer.status_code == 200, customer.text
-    assert customer.json()["organization_id"] == account["organization"]["id"]
+    assert customer.json()["organization_id"] == account.org_id
     assert customer.json()["plan"]["key"] == "free"
 
     plans = httpx.get(f"{stack.gateway_url}/v1/billing/plans", headers=key)
@@ -45,18 +34,8 @@ def test_an_upgrade_reaches_the_gateway_and_metering_without_a_call(stack):
     """signup → POST /v1/billing/subscription/change to pro → billing publishes the new
     subscription, keys takes its tier and announces the org, the gateway evicts the org's keys
     and metering picks the plan's quotas: all through events."""
-    signup = httpx.post(
-        f"{stack.gateway_url}/v1/signup",
-        json={
-            "organization_name": "Upgrader",
-            "email": f"upgrade-{uuid.uuid4().hex[:8]}@example.com",
-            "password": PASSWORD,
-        },
-    )
-    assert signup.status_code == 201, signup.text
-    account = signup.json()
-    key = {"Authorization": f"Bearer {account['api_key']['key']}"}
-    admin = {"Authorization": f"Bearer {account['tokens']['access_token']}"}
+    account = sign_up(stack.gateway_url, "Upgrader")
+    key, admin = account.key, account.admin
 
     # Warm the gateway's cache with the free plan: the change must evict it.
     free = httpx.get(f"{stack.gateway_url}/v1/limits", headers=key)
@@ -114,18 +93,8 @@ def test_an_upgrade_reaches_the_gateway_and_metering_without_a_call(stack):
 def test_the_upcoming_invoice_counts_the_calls_metering_measured(stack):
     """Billing reads usage from metering with its own key (ADR 0018): calls to the product API
     through the gateway show up as the metered line of the upcoming invoice."""
-    signup = httpx.post(
-        f"{stack.gateway_url}/v1/signup",
-        json={
-            "organization_name": "Invoiced",
-            "email": f"invoiced-{uuid.uuid4().hex[:8]}@example.com",
-            "password": PASSWORD,
-        },
-    )
-    assert signup.status_code == 201, signup.text
-    account = signup.json()
-    key = {"Authorization": f"Bearer {account['api_key']['key']}"}
-    admin = {"Authorization": f"Bearer {account['tokens']['access_token']}"}
+    account = sign_up(stack.gateway_url, "Invoiced")
+    key, admin = account.key, account.admin
     deadline = time.monotonic() + 30
     while (
         httpx.get(f"{stack.gateway_url}/v1/billing/subscription", headers=key)

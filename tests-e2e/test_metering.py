@@ -2,30 +2,16 @@
 event, and an operator's service reports its own usage with an API key, once per event id."""
 
 import time
-import uuid
 from datetime import UTC, datetime
 
 import httpx
 
-PASSWORD = "a long enough passphrase"
-
-
-def sign_up(gateway_url: str) -> dict:
-    response = httpx.post(
-        f"{gateway_url}/v1/signup",
-        json={
-            "organization_name": "Metered",
-            "email": f"metered-{uuid.uuid4().hex[:8]}@example.com",
-            "password": PASSWORD,
-        },
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
+from .accounts import sign_up
 
 
 def test_a_gateway_call_is_stored_once_as_api_requests(stack):
-    account = sign_up(stack.gateway_url)
-    key = {"Authorization": f"Bearer {account['api_key']['key']}"}
+    account = sign_up(stack.gateway_url, "Metered")
+    key = account.key
     call = httpx.get(f"{stack.gateway_url}/api/demo/hello", headers=key)
     assert call.status_code == 200
     request_id = call.headers["x-request-id"]
@@ -42,13 +28,13 @@ def test_a_gateway_call_is_stored_once_as_api_requests(stack):
         assert time.monotonic() < deadline, "the gateway's usage event never reached metering"
         time.sleep(0.2)
     [event] = stored
-    assert event["subject"] == account["organization"]["id"]
+    assert event["subject"] == account.org_id
     assert event["data"]["route"] == "demo"
 
 
 def test_custom_usage_is_counted_once_per_event_id(stack):
-    account = sign_up(stack.gateway_url)
-    admin = {"Authorization": f"Bearer {account['tokens']['access_token']}"}
+    account = sign_up(stack.gateway_url, "Metered")
+    admin = account.admin
     meter = httpx.post(
         f"{stack.gateway_url}/v1/meters",
         json={
@@ -61,7 +47,7 @@ def test_custom_usage_is_counted_once_per_event_id(stack):
     )
     assert meter.status_code == 201, meter.text
 
-    key = {"Authorization": f"Bearer {account['api_key']['key']}"}  # read + write scopes
+    key = account.key  # read + write scopes
     event = {
         "id": "completion-1",
         "type": "llm_tokens",

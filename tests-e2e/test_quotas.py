@@ -4,25 +4,12 @@ product API is refused with 429 quota-exceeded, while Tollgate's own endpoints s
 the quota lets calls through again."""
 
 import time
-import uuid
 
 import httpx
 
-PASSWORD = "a long enough passphrase"
+from .accounts import sign_up
+
 DEADLINE_SECONDS = 30  # states reach the gateway within seconds; a deadline, not a measure
-
-
-def sign_up(gateway_url: str) -> dict:
-    response = httpx.post(
-        f"{gateway_url}/v1/signup",
-        json={
-            "organization_name": "Quota",
-            "email": f"quota-{uuid.uuid4().hex[:8]}@example.com",
-            "password": PASSWORD,
-        },
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def operator_headers(stack) -> dict[str, str]:
@@ -35,9 +22,9 @@ def operator_headers(stack) -> dict[str, str]:
 
 
 def test_a_hard_quota_refuses_the_product_api_once_used_up(stack):
-    account = sign_up(stack.gateway_url)
-    org_id = account["organization"]["id"]
-    key = {"Authorization": f"Bearer {account['api_key']['key']}"}
+    account = sign_up(stack.gateway_url, "Quota")
+    org_id = account.org_id
+    key = account.key
     operator = operator_headers(stack)
     quota_url = f"{stack.gateway_url}/v1/admin/entitlements/{org_id}/api_requests"
     set_quota = httpx.put(quota_url, json={"limit": 5, "mode": "hard"}, headers=operator)

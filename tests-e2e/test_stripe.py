@@ -7,7 +7,6 @@ import secrets
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,10 +18,10 @@ import pytest
 from tollgate_local.stack import Ports, Stack, StackInfo
 from tollgate_shared.embedded import free_port
 
+from .accounts import sign_up
 from .conftest import REPOSITORY
 
 FRONT = REPOSITORY / "services" / "billing" / "tests" / "localstripe_front.py"
-PASSWORD = "a long enough passphrase"
 GOOD_CARD = "4242424242424242"
 # A plan billed by usage only (25 cents a call), sold monthly and yearly: switching its interval
 # starts a period on it, canceling ends that period, so a test can have a whole one invoiced.
@@ -123,18 +122,8 @@ def poll(call: Any, until: Any, *, seconds: float = 30, pause: float = 0.2) -> h
 
 def test_usage_is_invoiced_paid_in_stripe_and_reported_back_through_the_gateway(stripe_stack):
     gateway = stripe_stack.info.gateway_url
-    signup = httpx.post(
-        f"{gateway}/v1/signup",
-        json={
-            "organization_name": "Stripe Payer",
-            "email": f"stripe-{uuid.uuid4().hex[:8]}@example.com",
-            "password": PASSWORD,
-        },
-    )
-    assert signup.status_code == 201, signup.text
-    account = signup.json()
-    key = {"Authorization": f"Bearer {account['api_key']['key']}"}
-    admin = {"Authorization": f"Bearer {account['tokens']['access_token']}"}
+    account = sign_up(gateway, "Stripe Payer")
+    key, admin = account.key, account.admin
     subscription = poll(
         lambda: httpx.get(f"{gateway}/v1/billing/subscription", headers=key),
         lambda response: response.status_code == 200,
