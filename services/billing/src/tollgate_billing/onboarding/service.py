@@ -17,6 +17,7 @@ from tollgate_billing.onboarding.models import OnboardingSession, Step
 from tollgate_billing.onboarding.repository import OnboardingRepository
 from tollgate_billing.onboarding.schemas import OnboardingPublic, PlanChoice, StepState
 from tollgate_billing.payments.methods import current_payment_method
+from tollgate_billing.payments.models import PaymentMethod
 from tollgate_billing.payments.service import method_view
 from tollgate_billing.subscriptions.models import Interval
 from tollgate_billing.subscriptions.proration import fee_of
@@ -171,13 +172,20 @@ async def complete(session: AsyncSession, *, onboarding: OnboardingSession, now:
     logger.info("onboarding completed", org_id=str(onboarding.org_id), plan=onboarding.plan_key)
 
 
-async def steps(session: AsyncSession, onboarding: OnboardingSession) -> list[StepState]:
+async def _plan_and_method(
+    session: AsyncSession, onboarding: OnboardingSession
+) -> tuple[Plan | None, PaymentMethod | None]:
     plan = (
         await get_plan(session, key=onboarding.plan_key, include_archived=True)
         if onboarding.plan_key
         else None
     )
-    method = await current_payment_method(session, customer_id=onboarding.customer_id)
+    return plan, await current_payment_method(session, customer_id=onboarding.customer_id)
+
+
+def steps(
+    onboarding: OnboardingSession, plan: Plan | None, method: PaymentMethod | None
+) -> list[StepState]:
     payment_required = plan is None or needs_payment(plan, Interval(onboarding.interval or "month"))
     return [
         StepState(
@@ -212,7 +220,7 @@ async def require_steps_before(
 ) -> None:
     """Every required step before `step` is done, or 409 naming those missing."""
     missing = []
-    for state in await steps(session, onboarding):
+    for state in steps(onboarding, *await _plan_and_method(session, onboarding)):
         if state.name == step:
             break
         if state.required and not state.done:
@@ -225,8 +233,8 @@ async def require_steps_before(
 
 
 async def view(session: AsyncSession, onboarding: OnboardingSession) -> OnboardingPublic:
-    states = await steps(session, onboarding)
-    method = await current_payment_method(session, customer_id=onboarding.customer_id)
+    plan, method = await _plan_and_method(session, onboarding)
+    states = steps(onboarding, plan, method)
     return OnboardingPublic(
         id=onboarding.id,
         organization_id=onboarding.org_id,
